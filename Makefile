@@ -1,0 +1,35 @@
+# The front door: every routine command is a target here, and CI calls `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test lint fmt clean
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgsvc needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)  ## create .venv with the service and its development tools
+
+run: $(INSTALLED)  ## serve on 127.0.0.1:8000 (IMGSVC_* variables configure it)
+	$(BIN)/imgsvc serve
+
+test: $(INSTALLED)  ## every test
+	$(BIN)/pytest
+
+lint: $(INSTALLED)  ## ruff and mypy --strict, as CI would
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(INSTALLED)  ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:  ## remove the virtualenv, caches and runtime data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+	find storage -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

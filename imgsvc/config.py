@@ -1,0 +1,123 @@
+"""Settings: one frozen object read from the environment in one place."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .csvio import CsvLimits
+from .netguard import AddressPolicy, Network
+
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told; defaults are what `make run` uses."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("storage")
+    public_url: str | None = None
+    allow_private_urls: bool = False
+    allow_networks: tuple[Network, ...] = ()
+    jpeg_quality: int = 50
+    fetch_concurrency: int = 32
+    cpu_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    job_workers: int = 4
+    max_upload_bytes: int = 50 * MIB
+    max_rows: int = 100_000
+    max_urls_per_row: int = 100
+    max_field_bytes: int = 1 * MIB
+    max_image_bytes: int = 20 * MIB
+    max_image_pixels: int = 50_000_000
+    max_redirects: int = 5
+    fetch_timeout: float = 30.0
+    fetch_retries: int = 2
+    retention_days: int = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `IMGSVC_*` variables; keyword overrides (CLI flags) win over them."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"IMGSVC_{f.name.upper()}", "").strip()
+            if raw:
+                values[f.name] = _parse(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse values that would make the service misbehave instead of failing later."""
+        if not 1 <= self.jpeg_quality <= 95:
+            raise SettingsError("IMGSVC_JPEG_QUALITY must be between 1 and 95")
+        for name in (
+            "fetch_concurrency",
+            "cpu_workers",
+            "job_workers",
+            "max_upload_bytes",
+            "max_rows",
+            "max_urls_per_row",
+            "max_image_bytes",
+            "max_image_pixels",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"IMGSVC_{name.upper()} must be at least 1")
+        if self.fetch_timeout <= 0:
+            raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some values changed (used by tests and the CLI)."""
+        return replace(self, **changes)
+
+    @property
+    def address_policy(self) -> AddressPolicy:
+        return AddressPolicy(self.allow_private_urls, self.allow_networks)
+
+    @property
+    def csv_limits(self) -> CsvLimits:
+        return CsvLimits(
+            max_rows=self.max_rows,
+            max_urls_per_row=self.max_urls_per_row,
+            max_field_bytes=self.max_field_bytes,
+        )
+
+
+def _parse(name: str, raw: str) -> Any:
+    kind = Settings.__dataclass_fields__[name].type
+    try:
+        if kind == "bool":
+            return _parse_bool(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        if name == "allow_networks":
+            return tuple(ipaddress.ip_network(p.strip()) for p in raw.split(",") if p.strip())
+        if name == "public_url":
+            return raw.rstrip("/")
+    except ValueError as exc:
+        raise SettingsError(f"IMGSVC_{name.upper()}={raw!r} is not valid: {exc}") from None
+    return raw
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")

@@ -1,0 +1,361 @@
+"""Every SQL statement of the service: schema, migrations and small async queries.
+
+Two connections: one writer, whose transactions are serialised by a lock, and one reader
+for the API, which WAL lets run while the writer commits, so polling never waits on work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .csvio import Product
+from .models import (
+    ImageRecord,
+    ImageStatus,
+    Job,
+    JobOptions,
+    JobStatus,
+    PendingImage,
+    ProductRecord,
+)
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        completed_at TEXT,
+        base_url TEXT NOT NULL,
+        webhook_url TEXT,
+        quality INTEGER NOT NULL,
+        max_dimension INTEGER,
+        format TEXT NOT NULL,
+        header TEXT NOT NULL,
+        total_products INTEGER NOT NULL,
+        total_images INTEGER NOT NULL,
+        processed_products INTEGER NOT NULL DEFAULT 0,
+        processed_images INTEGER NOT NULL DEFAULT 0,
+        succeeded_images INTEGER NOT NULL DEFAULT 0,
+        failed_images INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_by_created ON jobs (created_at);
+    CREATE INDEX jobs_by_status ON jobs (status);
+    CREATE TABLE products (
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        line INTEGER NOT NULL,
+        serial_number TEXT NOT NULL,
+        product_name TEXT NOT NULL,
+        cells TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE images (
+        job_id TEXT NOT NULL,
+        product_seq INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        output_name TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        bytes_in INTEGER,
+        bytes_out INTEGER,
+        width INTEGER,
+        height INTEGER,
+        PRIMARY KEY (job_id, product_seq, position),
+        FOREIGN KEY (job_id, product_seq) REFERENCES products (job_id, seq) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX images_by_url ON images (job_id, url);
+    CREATE INDEX images_by_status ON images (job_id, status, product_seq);
+    """,
+)
+
+JOB_COLUMNS = (
+    "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
+    "quality, max_dimension, format, header, total_products, total_images, "
+    "processed_products, processed_images, succeeded_images, failed_images"
+)
+IMAGE_COLUMNS = (
+    "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height"
+)
+
+
+def now() -> str:
+    """The current time as the API shows it: ISO 8601, UTC, milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Database:
+    """The service's one SQLite file."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        writer = await _connect(path)
+        await writer.execute("PRAGMA journal_mode = WAL")
+        await writer.execute("PRAGMA synchronous = FULL")
+        await _migrate(writer)
+        reader = await _connect(path)
+        await reader.execute("PRAGMA query_only = ON")
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        await self._reader.execute_fetchall("SELECT 1")
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def create_job(self, job: Job, products: Sequence[Product]) -> None:
+        """Insert a job with all its products and images in one transaction."""
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                _job_values(job),
+            )
+            await db.executemany(
+                "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (job.id, seq, p.line, p.serial_number, p.product_name, json.dumps(p.cells))
+                    for seq, p in enumerate(products)
+                ),
+            )
+            await db.executemany(
+                "INSERT INTO images (job_id, product_seq, position, url) VALUES (?, ?, ?, ?)",
+                (
+                    (job.id, seq, pos, url)
+                    for seq, p in enumerate(products)
+                    for pos, url in enumerate(p.urls)
+                ),
+            )
+
+    async def get_job(self, job_id: str) -> Job | None:
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        )
+        return _job(next(iter(rows))) if rows else None
+
+    async def list_jobs(self, offset: int, limit: int) -> tuple[list[Job], int]:
+        """Jobs newest first, and how many there are in all."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        total = await self._reader.execute_fetchall("SELECT COUNT(*) FROM jobs")
+        return [_job(r) for r in rows], next(iter(total))[0]
+
+    async def unfinished_jobs(self) -> list[str]:
+        """Ids of jobs not yet ended, oldest first, after putting running ones back to pending."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET status = ? WHERE status = ?",
+                (JobStatus.PENDING, JobStatus.PROCESSING),
+            )
+            rows = await db.execute_fetchall(
+                "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id",
+                (JobStatus.PENDING,),
+            )
+        return [r[0] for r in rows]
+
+    async def set_job_status(
+        self, job_id: str, status: JobStatus, message: str, *, only_from: JobStatus | None = None
+    ) -> bool:
+        """Move a job to `status` (with `only_from`: only from that state); True if it moved."""
+        stamp = now()
+        done = stamp if status.terminal else None
+        sql = (
+            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? WHERE id = ?"
+        )
+        args: tuple[Any, ...] = (status, message, stamp, done, job_id)
+        if only_from is not None:
+            sql += " AND status = ?"
+            args += (only_from,)
+        async with self._transaction() as db:
+            cursor = await db.execute(sql, args)
+            return cursor.rowcount == 1
+
+    # -- images ----------------------------------------------------------------------------
+
+    async def pending_images(
+        self, job_id: str, after: tuple[int, int], limit: int
+    ) -> list[PendingImage]:
+        """The next page of a job's pending images in input order, after (product_seq, position)."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT product_seq, position, url FROM images WHERE job_id = ? AND status = ? "
+            "AND (product_seq, position) > (?, ?) ORDER BY product_seq, position LIMIT ?",
+            (job_id, ImageStatus.PENDING, *after, limit),
+        )
+        return [PendingImage(*r) for r in rows]
+
+    async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
+        """Store how URLs ended, for every pending occurrence, and update the job's counters."""
+        changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
+        by_status: dict[ImageStatus, list[tuple[Any, ...]]] = {s: [] for s in changed}
+        for r in records:
+            by_status[r.status].append(
+                (
+                    r.status,
+                    r.output_name,
+                    r.error_code,
+                    r.error_message,
+                    r.bytes_in,
+                    r.bytes_out,
+                    r.width,
+                    r.height,
+                    job_id,
+                    r.url,
+                    ImageStatus.PENDING,
+                )
+            )
+        async with self._transaction() as db:
+            for status, values in by_status.items():
+                if values:
+                    cursor = await db.executemany(
+                        "UPDATE images SET status = ?, output_name = ?, error_code = ?, "
+                        "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ? "
+                        "WHERE job_id = ? AND url = ? AND status = ?",
+                        values,
+                    )
+                    changed[status] = cursor.rowcount
+            await self._update_counters(db, job_id, changed)
+
+    async def cancel_pending_images(self, job_id: str) -> None:
+        """End every pending image of a job as cancelled."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, error_code = 'cancelled', "
+                "error_message = 'the job was cancelled before this image was produced' "
+                "WHERE job_id = ? AND status = ?",
+                (ImageStatus.CANCELLED, job_id, ImageStatus.PENDING),
+            )
+            cancelled = {ImageStatus.CANCELLED: cursor.rowcount}
+            await self._update_counters(db, job_id, cancelled)
+
+    @staticmethod
+    async def _update_counters(
+        db: aiosqlite.Connection, job_id: str, changed: dict[ImageStatus, int]
+    ) -> None:
+        # A product is processed when none of its images is pending; counting the distinct
+        # products among the pending rows walks an index and keeps the count exact when one
+        # URL shared by many products ends.
+        await db.execute(
+            "UPDATE jobs SET processed_images = processed_images + ?, "
+            "succeeded_images = succeeded_images + ?, failed_images = failed_images + ?, "
+            "processed_products = total_products - (SELECT COUNT(DISTINCT product_seq) "
+            "FROM images WHERE job_id = ? AND status = ?), updated_at = ? "
+            "WHERE id = ?",
+            (
+                sum(changed.values()),
+                changed.get(ImageStatus.SUCCEEDED, 0),
+                changed.get(ImageStatus.FAILED, 0),
+                job_id,
+                ImageStatus.PENDING,
+                now(),
+                job_id,
+            ),
+        )
+
+    # -- products --------------------------------------------------------------------------
+
+    async def products(self, job_id: str, offset: int, limit: int) -> list[ProductRecord]:
+        """A page of a job's products in input order, each with its images."""
+        products = await self._reader.execute_fetchall(
+            "SELECT seq, line, serial_number, product_name, cells FROM products "
+            "WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (job_id, offset, limit),
+        )
+        if not products:
+            return []
+        first, last = products[0][0], products[-1][0]  # type: ignore[index]
+        images = await self._reader.execute_fetchall(
+            f"SELECT product_seq, {IMAGE_COLUMNS} FROM images WHERE job_id = ? "
+            "AND product_seq BETWEEN ? AND ? ORDER BY product_seq, position",
+            (job_id, first, last),
+        )
+        by_product: dict[int, list[ImageRecord]] = {}
+        for row in images:
+            by_product.setdefault(row[0], []).append(_image(row[1:]))
+        return [
+            ProductRecord(
+                seq, line, serial, name, tuple(json.loads(cells)), tuple(by_product.get(seq, ()))
+            )
+            for seq, line, serial, name, cells in products
+        ]
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+    await db.execute("PRAGMA busy_timeout = 30000")
+    await db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Apply the migrations this file has not seen yet, each in its own transaction."""
+    rows = await db.execute_fetchall("PRAGMA user_version")
+    version = next(iter(rows))[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        statements = [s.strip() for s in script.split(";") if s.strip()]
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+        except sqlite3.Error:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")
+
+
+def _job_values(job: Job) -> tuple[Any, ...]:
+    o = job.options
+    return (
+        job.id, job.status, job.message, job.created_at, job.updated_at, job.completed_at,
+        job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format,
+        json.dumps(job.header), job.total_products, job.total_images, job.processed_products,
+        job.processed_images, job.succeeded_images, job.failed_images,
+    )  # fmt: skip
+
+
+def _job(row: Any) -> Job:
+    (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
+     max_dimension, fmt, header, *counters) = row  # fmt: skip
+    return Job(
+        id_, JobStatus(status), message, created, updated, completed, base_url, webhook_url,
+        JobOptions(quality, max_dimension, fmt), tuple(json.loads(header)), *counters,
+    )  # fmt: skip
+
+
+def _image(row: Any) -> ImageRecord:
+    url, status, *rest = row
+    return ImageRecord(url, ImageStatus(status), *rest)
