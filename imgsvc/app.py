@@ -1,0 +1,112 @@
+"""The ASGI application: one lifespan that owns everything long-lived, and the error shape."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .config import Settings
+from .db import Database
+from .errors import ApiError
+from .fetch import Fetcher, FetchLimits
+from .jobs import JobRunner, Pipeline
+from .netguard import guarded_connector
+from .routes import ROUTES, Services
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The service as an ASGI app; nothing starts until the lifespan runs."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with _services(settings) as services:
+            yield {"services": services}
+
+    return Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+    )
+
+
+@asynccontextmanager
+async def _services(settings: Settings) -> AsyncIterator[Services]:
+    storage = Storage(settings.data_dir)
+    await asyncio.to_thread(storage.prepare)
+    db = await Database.open(storage.database)
+    pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
+    session = aiohttp.ClientSession(
+        connector=guarded_connector(settings.address_policy, settings.fetch_concurrency),
+        trust_env=False,
+    )
+    limits = FetchLimits(
+        max_bytes=settings.max_image_bytes,
+        timeout=settings.fetch_timeout,
+        max_redirects=settings.max_redirects,
+        retries=settings.fetch_retries,
+    )
+    pipeline = Pipeline(
+        db=db,
+        storage=storage,
+        fetcher=Fetcher(session, limits, settings.fetch_concurrency),
+        pool=pool,
+        tasks_per_job=settings.fetch_concurrency,
+        max_pixels=settings.max_image_pixels,
+    )
+    runner = JobRunner(pipeline, settings.job_workers)
+    await runner.start()
+    try:
+        yield Services(settings, db, storage, runner)
+    finally:
+        await runner.stop()
+        await session.close()
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await db.close()
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    detail = {404: "no such endpoint", 405: "this endpoint does not take that method"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return JSONResponse({"detail": detail, "code": code}, exc.status_code, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"detail": "the server failed to handle this request", "code": "internal_error"}, 500
+    )

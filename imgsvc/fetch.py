@@ -1,0 +1,151 @@
+"""Downloading one image: guarded, capped in size and time, redirects checked hop by hop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from .netguard import blocked_cause
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "imgsvc/0.1 (image fetcher)"
+CHUNK = 64 * 1024
+
+
+class FetchError(Exception):
+    """An image that could not be downloaded; `code` is one of the design's error codes."""
+
+    def __init__(self, code: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.transient = transient
+        self.retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int
+    timeout: float  # for the whole fetch of one URL, retries and redirects included
+    max_redirects: int
+    retries: int
+    stall_timeout: float = 10.0  # no byte for this long ends one attempt (and is retried)
+
+
+class Fetcher:
+    """Fetches URLs through one shared session, at most `concurrency` at a time."""
+
+    def __init__(self, session: aiohttp.ClientSession, limits: FetchLimits, concurrency: int):
+        self._session = session
+        self._limits = limits
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def fetch(self, url: str) -> bytes:
+        """The body of `url`, or FetchError saying why not."""
+        try:
+            async with asyncio.timeout(self._limits.timeout):
+                return await self._with_retries(url)
+        except TimeoutError:
+            raise FetchError(
+                "timeout", f"the download took longer than {self._limits.timeout:g} s"
+            ) from None
+
+    async def _with_retries(self, url: str) -> bytes:
+        for attempt in range(self._limits.retries + 1):
+            try:
+                async with self._slots:
+                    return await self._follow(URL(url, encoded=False))
+            except FetchError as exc:
+                if not exc.transient or attempt == self._limits.retries:
+                    raise
+                await asyncio.sleep(_backoff(attempt, exc.retry_after))
+        raise AssertionError("unreachable")
+
+    async def _follow(self, url: URL) -> bytes:
+        for _ in range(self._limits.max_redirects + 1):
+            _check_url(url)
+            try:
+                async with self._session.get(
+                    url,
+                    allow_redirects=False,
+                    headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
+                    timeout=aiohttp.ClientTimeout(sock_read=self._limits.stall_timeout),
+                ) as response:
+                    if response.status in REDIRECTS and "Location" in response.headers:
+                        url = url.join(URL(response.headers["Location"]))
+                        continue
+                    _check_status(response)
+                    return await self._read(response)
+            except aiohttp.ClientError as exc:
+                raise _client_error(exc) from exc
+        raise FetchError("http_error", f"more than {self._limits.max_redirects} redirects")
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self._limits.max_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise FetchError("too_large", _too_large(limit, response.content_length))
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise FetchError("too_large", _too_large(limit))
+        return bytes(body)
+
+
+def _check_url(url: URL) -> None:
+    if url.scheme not in ("http", "https"):
+        raise FetchError("invalid_url", f"{url.scheme or 'a relative'} URL is not http or https")
+    if not url.host:
+        raise FetchError("invalid_url", "the URL has no host")
+
+
+def _check_status(response: aiohttp.ClientResponse) -> None:
+    status = response.status
+    if 200 <= status < 300:
+        return
+    reason = response.reason or ""
+    error = FetchError(
+        "http_error",
+        f"the server answered HTTP {status} {reason}".rstrip(),
+        transient=status == 429 or status >= 500,
+    )
+    error.retry_after = _retry_after(response.headers.get("Retry-After"))
+    raise error
+
+
+def _client_error(exc: aiohttp.ClientError) -> FetchError:
+    blocked = blocked_cause(exc)
+    if blocked is not None:
+        return FetchError("blocked_address", str(blocked))
+    if isinstance(exc, aiohttp.InvalidURL):
+        return FetchError("invalid_url", f"the URL is not valid: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return FetchError("dns_error", f"the host name could not be resolved: {exc.os_error}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return FetchError("connect_error", f"could not connect: {exc.os_error}", transient=True)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return FetchError("connect_error", f"the body could not be read: {exc}", transient=True)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return FetchError("timeout", "the server stopped sending data", transient=True)
+    return FetchError("connect_error", f"the connection failed: {exc}", transient=True)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    base = retry_after if retry_after is not None else 0.5 * 2**attempt
+    return min(base, 10.0) * random.uniform(0.8, 1.2)
+
+
+def _too_large(limit: int, declared: int | None = None) -> str:
+    size = f" ({declared:,} bytes)" if declared is not None else ""
+    return f"the image is larger than the limit of {limit:,} bytes{size}"

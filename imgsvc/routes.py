@@ -1,0 +1,176 @@
+"""The HTTP endpoints: thin functions from a request to a domain call to a response."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from . import csvio, payloads
+from .config import Settings
+from .db import Database, now
+from .errors import ApiError, not_found
+from .jobs import JobRunner
+from .models import Job, JobStatus
+from .storage import Storage
+from .uploads import read_upload
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the lifespan made, as the routes see it on `request.state.services`."""
+
+    settings: Settings
+    db: Database
+    storage: Storage
+    runner: JobRunner
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+async def upload(request: Request) -> Response:
+    services = _services(request)
+    received = await read_upload(request, services.settings)
+    try:
+        parsed = await run_in_threadpool(
+            csvio.parse_csv, received.data, services.settings.csv_limits
+        )
+    except csvio.CsvError as exc:
+        raise ApiError(
+            400, "invalid_csv", exc.detail, [p.as_dict() for p in exc.problems]
+        ) from None
+    stamp = now()
+    job = Job(
+        id=secrets.token_hex(16),
+        status=JobStatus.PENDING,
+        message="",
+        created_at=stamp,
+        updated_at=stamp,
+        completed_at=None,
+        base_url=services.settings.public_url or str(request.base_url).rstrip("/"),
+        webhook_url=received.webhook_url,
+        options=received.options,
+        header=parsed.header,
+        total_products=len(parsed.products),
+        total_images=parsed.total_images,
+        processed_products=0,
+        processed_images=0,
+        succeeded_images=0,
+        failed_images=0,
+    )
+    await services.db.create_job(job, parsed.products)
+    services.runner.submit(job.id)
+    answer = payloads.upload_answer(job)
+    return JSONResponse(answer, 202, headers={"Location": answer["status_url"]})
+
+
+async def status(request: Request) -> Response:
+    return JSONResponse(payloads.status_object(await _job(request)))
+
+
+async def details(request: Request) -> Response:
+    job = await _job(request)
+    offset = _query_int(request, "offset", 0, 0, job.total_products)
+    limit = _query_int(request, "limit", 1000, 1, 1000)
+    products = await _services(request).db.products(job.id, offset, limit)
+    return JSONResponse(payloads.details_object(job, products, offset, limit))
+
+
+async def download(request: Request) -> Response:
+    job = await _job(request)
+    path = _services(request).storage.results_path(job.id)
+    if not job.status.terminal or not path.exists():
+        raise ApiError(
+            409,
+            "not_finished",
+            f"the job is {job.status.value}; the results CSV is ready when it has finished",
+        )
+    return FileResponse(path, media_type="text/csv", filename=f"results-{job.id}.csv")
+
+
+async def image(request: Request) -> Response:
+    name = request.path_params["filename"]
+    try:
+        path = _services(request).storage.image_path(name)
+    except ValueError:
+        raise not_found("the image") from None
+    if not path.is_file():
+        raise not_found("the image")
+    etag = f'"{name.split(".")[0]}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    media = "image/webp" if name.endswith(".webp") else "image/jpeg"
+    return FileResponse(path, media_type=media, headers=headers)
+
+
+async def jobs(request: Request) -> Response:
+    offset = _query_int(request, "offset", 0, 0, 10**9)
+    limit = _query_int(request, "limit", 50, 1, 500)
+    found, total = await _services(request).db.list_jobs(offset, limit)
+    return JSONResponse(
+        {
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "jobs": [payloads.status_object(j) | payloads.links(j) for j in found],
+        }
+    )
+
+
+async def livez(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services = _services(request)
+    checks: dict[str, Any] = {}
+    try:
+        await services.db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"failing: {exc}"
+    writable = await run_in_threadpool(services.storage.writable)
+    checks["storage"] = "ok" if writable else "not writable"
+    checks["workers"] = "ok" if services.runner.alive else "not running"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        200 if ready else 503)  # fmt: skip
+
+
+async def _job(request: Request) -> Job:
+    job = await _services(request).db.get_job(request.path_params["request_id"])
+    if job is None:
+        raise not_found("the request id")
+    return job
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= max(low, high):
+        raise ApiError(400, "invalid_field", f"{name}: {raw[:20]!r} must be from {low} to {high}")
+    return int(raw)
+
+
+ROUTES = [
+    Route("/api/upload", upload, methods=["POST"]),
+    Route("/api/status/{request_id}", status),
+    Route("/api/details/{request_id}", details),
+    Route("/api/download/{request_id}", download),
+    Route("/api/image/{filename}", image),
+    Route("/api/jobs", jobs),
+    Route("/livez", livez),
+    Route("/readyz", readyz),
+]

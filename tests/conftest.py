@@ -1,0 +1,151 @@
+"""Real local servers for the tests: an image host (aiohttp) and the service (uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from PIL import Image
+
+from imgsvc.app import create_app
+from imgsvc.config import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def jpeg_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
+    """A JPEG with some structure, so compression has something to do."""
+    image = Image.new("RGB", (width, height), color)
+    gradient = Image.linear_gradient("L").resize((width, height))
+    image.putalpha(gradient)
+    flat = Image.new("RGB", (width, height), (255, 255, 255))
+    flat.paste(image, mask=image.getchannel("A"))
+    out = io.BytesIO()
+    flat.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+@dataclass
+class ImageHost:
+    """An aiohttp server on 127.0.0.1 serving what a test puts on it, counting requests."""
+
+    server: TestServer
+    bodies: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    hits: Counter[str] = field(default_factory=Counter)
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    def add(self, path: str, body: bytes, content_type: str = "image/jpeg") -> str:
+        self.bodies[path] = (body, content_type)
+        return self.url(path)
+
+    def route(self, path: str, handler: Handler) -> str:
+        self.handlers[path] = handler
+        return self.url(path)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits[request.path] += 1
+        if request.path in self.handlers:
+            return await self.handlers[request.path](request)
+        if request.path not in self.bodies:
+            return web.Response(status=404, text="no such image")
+        body, content_type = self.bodies[request.path]
+        return web.Response(body=body, content_type=content_type)
+
+
+@pytest.fixture
+async def image_host() -> AsyncIterator[ImageHost]:
+    app = web.Application()
+    host = ImageHost(TestServer(app, host="127.0.0.1", port=0))
+    app.router.add_route("GET", "/{tail:.*}", host.handle)
+    await host.server.start_server()
+    yield host
+    await host.server.close()
+
+
+@dataclass
+class Service:
+    """The service running under uvicorn on 127.0.0.1, and a client session to call it."""
+
+    url: str
+    settings: Settings
+    client: aiohttp.ClientSession
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with self.client.get(self.url + path, **kwargs) as response:
+            return response.status, await _body(response)
+
+    async def upload(self, csv_text: str, **fields: str) -> tuple[int, Any]:
+        form = aiohttp.FormData()
+        form.add_field("file", csv_text.encode(), filename="products.csv", content_type="text/csv")
+        for name, value in fields.items():
+            form.add_field(name, value)
+        async with self.client.post(self.url + "/api/upload", data=form) as response:
+            return response.status, await _body(response)
+
+    async def wait(
+        self, request_id: str, until: Callable[[dict[str, Any]], bool] | None = None
+    ) -> dict[str, Any]:
+        """Poll the status until `until` holds (by default: the job has ended); the status."""
+        done = until or (lambda body: body["status"] in ("completed", "failed", "cancelled"))
+        async with asyncio.timeout(30):
+            while not done(body := (await self.get(f"/api/status/{request_id}"))[1]):
+                await asyncio.sleep(0.05)
+        return dict(body)
+
+
+async def _body(response: aiohttp.ClientResponse) -> Any:
+    if response.content_type == "application/json":
+        return await response.json()
+    return await response.read()
+
+
+@asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Service]:
+    """Serve `settings` with uvicorn on a free port until the block ends."""
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the service did not start")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as client:
+            yield Service(f"http://127.0.0.1:{port}", settings, client)
+    finally:
+        server.should_exit = True
+        await task
+
+
+def settings_for(data_dir: Path, **changes: Any) -> Settings:
+    """Settings for a test: its own data folder, loopback image hosts allowed."""
+    return Settings(data_dir=data_dir, allow_private_urls=True, cpu_workers=2).with_(**changes)
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    async with running_service(settings_for(tmp_path / "data")) as running:
+        yield running
