@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint fmt clean
+.PHONY: install run test demo bench lint fmt clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgsvc needs Python 3.11 or newer"'
@@ -20,6 +20,12 @@ run: $(INSTALLED)  ## serve on 127.0.0.1:8000 (IMGSVC_* variables configure it)
 
 test: $(INSTALLED)  ## every test
 	$(BIN)/pytest
+
+demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with curl, the results
+	scripts/demo.sh
+
+bench: $(INSTALLED)  ## the benchmark: the service against the machine's ceiling (a few minutes)
+	$(BIN)/python scripts/bench.py
 
 lint: $(INSTALLED)  ## ruff and mypy --strict, as CI would
 	$(BIN)/ruff check .

@@ -1,0 +1,222 @@
+"""The benchmark: the real service against the machine's ceiling, offline.
+
+Workload 1 serves photo-like 1200x1200 JPEGs from a local host, runs `imgsvc serve`
+(uvicorn, SQLite, files) on several hundred of them while polling GET /api/status, and
+measures the ceiling in the same run: the same decode + encode + write by a plain thread
+pool over the same bytes, no HTTP and no database.
+
+Workload 2 uploads a 100,000-row CSV: time to the 202, the latency of other requests
+during the upload, and the service's peak memory while that job runs.
+
+    python scripts/bench.py [--images 600] [--rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sample_host import DISTINCT, make_app, photo  # noqa: E402
+
+
+def ceiling(bodies: list[bytes], count: int, workers: int, folder: Path) -> float:
+    """Images per second for decode + encode (quality 50) + write with a thread pool."""
+
+    def one(n: int) -> None:
+        image = Image.open(io.BytesIO(bodies[n % len(bodies)]))
+        image.draft("RGB", image.size)
+        with (folder / f"{n}.jpg").open("wb") as out:
+            image.convert("RGB").save(out, "JPEG", quality=50)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(count)))
+    return count / (time.perf_counter() - start)
+
+
+class Server:
+    """`imgsvc serve` in a subprocess on a free port, with its own data folder."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "IMGSVC_ALLOW_PRIVATE_URLS": "1", "IMGSVC_DATA_DIR": str(folder)}
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "imgsvc", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    async def ready(self, client: aiohttp.ClientSession) -> None:
+        for _ in range(200):
+            try:
+                async with client.get(self.url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the service did not start")
+
+    def peak_memory_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def products_csv(base: str, rows: int, per_row: int, distinct: int | None = None) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
+    for n in range(rows):
+        numbers = [n * per_row + i for i in range(per_row)]
+        if distinct:
+            numbers = [x % distinct for x in numbers]
+        writer.writerow([n + 1, f"SKU{n + 1}", ",".join(f"{base}/images/{x}.jpg" for x in numbers)])
+    return out.getvalue().encode()
+
+
+async def upload(client: aiohttp.ClientSession, url: str, data: bytes) -> dict[str, Any]:
+    async with client.post(
+        url + "/api/upload", data=data, headers={"Content-Type": "text/csv"}
+    ) as response:
+        assert response.status == 202, await response.text()
+        answer: dict[str, Any] = await response.json()
+        return answer
+
+
+async def poll(client: aiohttp.ClientSession, url: str, latencies: list[float]) -> dict[str, Any]:
+    while True:
+        start = time.perf_counter()
+        async with client.get(url) as response:
+            body: dict[str, Any] = await response.json()
+        latencies.append(time.perf_counter() - start)
+        if body["status"] in ("completed", "failed", "cancelled"):
+            return body
+        await asyncio.sleep(0.05)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def workload_images(server: Server, host: str, images: int) -> dict[str, float]:
+    async with aiohttp.ClientSession() as client:
+        await server.ready(client)
+        data = products_csv(host, images // 2, 2)
+        start = time.perf_counter()
+        answer = await upload(client, server.url, data)
+        latencies: list[float] = []
+        final = await poll(client, answer["status_url"], latencies)
+        elapsed = time.perf_counter() - start
+    assert final["progress"]["succeeded_images"] == images, final
+    return {
+        "rate": images / elapsed,
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
+        "memory": server.peak_memory_mb(),
+    }
+
+
+async def workload_rows(server: Server, host: str, rows: int) -> dict[str, float]:
+    async with aiohttp.ClientSession() as client:
+        await server.ready(client)
+        data = products_csv(host, rows, 1, distinct=500)
+        other: list[float] = []
+        stop = asyncio.Event()
+
+        async def probe() -> None:
+            while not stop.is_set():
+                start = time.perf_counter()
+                async with client.get(server.url + "/api/jobs?limit=5") as response:
+                    await response.read()
+                other.append(time.perf_counter() - start)
+                await asyncio.sleep(0.02)
+
+        prober = asyncio.create_task(probe())
+        start = time.perf_counter()
+        answer = await upload(client, server.url, data)
+        accepted = time.perf_counter() - start
+        stop.set()
+        await prober
+        final = await poll(client, answer["status_url"], [])
+    assert final["status"] == "completed", final
+    return {
+        "accepted": accepted,
+        "bytes": len(data),
+        "p99": percentile(other, 0.99),
+        "memory": server.peak_memory_mb(),
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    cores = os.cpu_count() or 1
+    bodies = [photo(n, 1200) for n in range(DISTINCT)]
+    runner = web.AppRunner(make_app(1200), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    host = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="imgsvc-bench-") as tmp:
+        folder = Path(tmp)
+        (folder / "ceiling").mkdir()
+        top = await asyncio.to_thread(ceiling, bodies, args.images, cores, folder / "ceiling")
+        server = Server(folder / "one", args.port)
+        try:
+            one = await workload_images(server, host, args.images)
+        finally:
+            server.stop()
+        server = Server(folder / "two", args.port)
+        try:
+            two = await workload_rows(server, host, args.rows)
+        finally:
+            server.stop()
+    await runner.cleanup()
+    report(args, cores, top, one, two)
+
+
+def report(
+    args: argparse.Namespace, cores: int, top: float, one: dict[str, float], two: dict[str, float]
+) -> None:
+    size = statistics.mean(len(photo(n, 1200)) for n in range(DISTINCT)) / 1000
+    print(f"\nimgsvc bench: {cores} cores, {args.images} images of 1200x1200 (~{size:.0f} KB)")
+    print("| measure | value |")
+    print("| --- | --- |")
+    print(f"| ceiling: thread pool, decode+encode+write | {top:.1f} images/s |")
+    print(f"| service: upload to completed | {one['rate']:.1f} images/s |")
+    print(f"| service / ceiling | {100 * one['rate'] / top:.0f}% |")
+    print(f"| GET /api/status during the run, p50 / p99 | {one['p50']:.1f} / {one['p99']:.1f} ms |")
+    print(f"| service peak memory (workload 1) | {one['memory']:.0f} MB |")
+    print(f"| {args.rows:,}-row CSV ({two['bytes'] / 1e6:.1f} MB): time to 202 | {two['accepted']:.2f} s |")
+    print(f"| other requests during that upload, p99 | {two['p99']:.1f} ms |")
+    print(f"| service peak memory (workload 2) | {two['memory']:.0f} MB |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--port", type=int, default=8765)
+    asyncio.run(main(parser.parse_args()))
