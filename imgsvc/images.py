@@ -1,0 +1,392 @@
+"""Pillow: image bytes in, one re-compressed RGB image out (synchronous; run it in threads).
+
+Nothing here touches the network, the database or file names: the caller hands over the
+downloaded bytes and an open file, and gets back what was written or an `ImageError`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import BinaryIO
+
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+__all__ = [
+    "EncodeOptions",
+    "ImageError",
+    "ImageResult",
+    "OutputFormat",
+    "compress",
+    "sniff_format",
+]
+
+
+class OutputFormat(StrEnum):
+    """The formats `compress` can write."""
+
+    JPEG = "jpeg"  # the default: every browser and every shop system reads it
+    WEBP = "webp"  # smaller at the same quality, for callers that ask for it
+
+    @property
+    def extension(self) -> str:
+        """The file name extension for this format, without the dot."""
+        return "jpg" if self is OutputFormat.JPEG else "webp"
+
+
+class ImageError(Exception):
+    """An image that cannot be produced; `code` is one of the design's error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How to encode the output image."""
+
+    quality: int = 50
+    max_dimension: int | None = None  # longest side in px, only ever shrinks
+    format: OutputFormat = OutputFormat.JPEG
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be between 1 and 100, not {self.quality}")
+        if self.max_dimension is not None and self.max_dimension < 1:
+            raise ValueError(f"max_dimension must be at least 1, not {self.max_dimension}")
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What `compress` read and wrote."""
+
+    source_format: str  # "jpeg", "png", "gif", "webp", "bmp", "tiff"
+    width: int  # of the output
+    height: int
+
+
+# Our format name -> Pillow's plugin name. Only these plugins ever see downloaded bytes.
+_PILLOW_FORMATS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "gif": "GIF",
+    "webp": "WEBP",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+}
+_LABELS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP", "bmp": "BMP", "tiff": "TIFF"}
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+)
+# Look-alikes worth naming in the error, so a person sees at once what the URL served.
+_NOT_IMAGES = (
+    (b"%PDF", "a PDF document"),
+    (b"<?xml", "XML"),
+    (b"<svg", "an SVG image, which is not supported"),
+    (b"<", "HTML"),
+    (b"{", "JSON"),
+    (b"[", "JSON"),
+)
+# What Pillow raises for bytes it cannot make sense of; each becomes a decode_error.
+# UserWarning is here because a warning is an exception when warnings are errors.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    EOFError,
+    struct.error,
+    LookupError,
+    ArithmeticError,
+    ImageCms.PyCMSError,
+    UserWarning,
+)
+_WHITE = (255, 255, 255)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Name the image format from the magic bytes alone, or None if it is not one we read."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def compress(data: bytes, out: BinaryIO, options: EncodeOptions, max_pixels: int) -> ImageResult:
+    """Decode `data`, make it an sRGB RGB image per `options`, and encode it into `out`.
+
+    `out` must be a real file: Pillow releases the GIL while encoding to a file descriptor.
+    Raises ImageError with code not_an_image, too_many_pixels or decode_error.
+    """
+    source_format = sniff_format(data)
+    if source_format is None:
+        raise ImageError("not_an_image", _describe_non_image(data))
+    try:
+        image = _decode(data, source_format, options.max_dimension, max_pixels)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("too_many_pixels", f"the image has too many pixels: {exc}") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError("decode_error", _decode_message(source_format, exc)) from exc
+    _encode(image, out, options)
+    return ImageResult(source_format, image.width, image.height)
+
+
+def _decode(
+    data: bytes, source_format: str, max_dimension: int | None, max_pixels: int
+) -> Image.Image:
+    """Decode the first frame into an upright, sRGB, 8-bit RGB image no larger than asked."""
+    with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[source_format]]) as source:
+        _check_pixels(source, data, source_format, max_pixels)
+        target = _fit(source.size, max_dimension)
+        if target != source.size:
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale for free; other formats ignore this.
+            source.draft(None, target)
+        source.load()
+        # Read after load(): the TIFF plugin turns the image itself while loading and then
+        # drops the tag, and a PNG may keep its EXIF after the pixel data.
+        orientation = _orientation(source)
+        image = _to_srgb(source)
+    if image.size != target:
+        # reducing_gap: a cheap box reduce first, then Lanczos, looks the same and is faster
+        image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # Rotating last turns the smallest image; the longest side does not depend on it.
+    if orientation is not None:
+        image = image.transpose(orientation)
+    return image
+
+
+def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
+    """Write `image` without any metadata; savers read some of it (the comment) from info."""
+    image.info = {}
+    if options.format is OutputFormat.WEBP:
+        image.save(out, "WEBP", quality=options.quality)
+    else:
+        # optimize doubles the encode time for a few percent; progressive costs more still
+        image.save(out, "JPEG", quality=options.quality, optimize=False, progressive=False)
+
+
+def _describe_non_image(data: bytes) -> str:
+    head = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not head:
+        return "the response is empty, not an image"
+    if data[4:8] == b"ftyp":
+        return "the data is HEIC or AVIF, which is not supported"
+    for prefix, what in _NOT_IMAGES:
+        if head.startswith(prefix):
+            return f"the response is {what}, not an image"
+    return "the data is not a JPEG, PNG, GIF, WebP, BMP or TIFF image"
+
+
+def _decode_message(source_format: str, exc: BaseException) -> str:
+    label = _LABELS[source_format]
+    if isinstance(exc, UnidentifiedImageError):
+        # Pillow's own message names a BytesIO object, which helps nobody.
+        return f"the {label} data is corrupt and could not be read"
+    return f"the {label} image is truncated or corrupt and could not be decoded ({exc})"
+
+
+def _check_pixels(image: Image.Image, data: bytes, source_format: str, max_pixels: int) -> None:
+    """Refuse more than `max_pixels` (width x height x frames) before any pixel is decoded."""
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError("decode_error", f"the image is {width}x{height} and has no pixels")
+    frame_pixels = width * height
+    if frame_pixels > max_pixels:
+        raise ImageError(
+            "too_many_pixels",
+            f"the image is {width}x{height} pixels, more than the limit of {max_pixels:,}",
+        )
+    # One frame past the limit is enough to refuse, so counting stops there.
+    stop_after = max_pixels // frame_pixels + 1
+    frames = _count_frames(image, data, source_format, stop_after)
+    if frames * frame_pixels > max_pixels:
+        # Counting stopped at the first frame past the limit, so there may be more.
+        raise ImageError(
+            "too_many_pixels",
+            f"the image is {width}x{height} pixels x {frames} or more frames, "
+            f"more than the limit of {max_pixels:,} pixels",
+        )
+
+
+def _count_frames(image: Image.Image, data: bytes, source_format: str, stop_after: int) -> int:
+    # Pillow's n_frames walks GIF and TIFF frames one by one in Python (and seek() on a GIF
+    # decodes every frame on the way), so those two are counted from the bytes instead.
+    if source_format == "gif":
+        return _count_gif_frames(data, stop_after)
+    if source_format == "tiff":
+        return _count_tiff_frames(data, stop_after)
+    # PNG (APNG), WebP and JPEG (MPO) declare their frame count in a header.
+    frames: int = getattr(image, "n_frames", 1)
+    return frames
+
+
+def _count_gif_frames(data: bytes, stop_after: int) -> int:
+    """Count image descriptors without decompressing anything; a cut-off file ends the count."""
+    pos = 13 + _colour_table_size(data[10])
+    frames = 0
+    while pos < len(data) and frames < stop_after:
+        block = data[pos]
+        if block == 0x2C:  # image descriptor, 9 bytes, then a colour table and LZW data
+            frames += 1
+            flags = data[pos + 9] if pos + 9 < len(data) else 0
+            pos = _skip_sub_blocks(data, pos + 11 + _colour_table_size(flags))
+        elif block == 0x21:  # extension: a label byte, then data sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        else:  # the trailer, or garbage Pillow stops at too
+            break
+    return max(frames, 1)
+
+
+def _colour_table_size(flags: int) -> int:
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while pos < len(data) and data[pos]:
+        pos += data[pos] + 1
+    return pos + 1
+
+
+def _count_tiff_frames(data: bytes, stop_after: int) -> int:
+    """Follow the chain of IFDs (one per page) without reading their tags."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    count_format, entry_size, offset_format = ("Q", 20, "Q") if big else ("H", 12, "I")
+    (offset,) = struct.unpack_from(order + offset_format, data, 8 if big else 4)
+    seen: set[int] = set()
+    while offset and offset not in seen and len(seen) < stop_after:
+        seen.add(offset)
+        try:
+            (entries,) = struct.unpack_from(order + count_format, data, offset)
+            next_at = offset + struct.calcsize(count_format) + entries * entry_size
+            (offset,) = struct.unpack_from(order + offset_format, data, next_at)
+        except struct.error:
+            break  # a cut-off chain: count what is there, decoding will judge the rest
+    return max(len(seen), 1)
+
+
+def _fit(size: tuple[int, int], max_dimension: int | None) -> tuple[int, int]:
+    """The size whose longest side is at most `max_dimension`, same aspect; never larger."""
+    width, height = size
+    longest = max(width, height)
+    if max_dimension is None or longest <= max_dimension:
+        return size
+    scale = max_dimension / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(image: Image.Image) -> Image.Transpose | None:
+    """The transpose that makes the image upright, from EXIF tag 0x0112."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except _DECODE_ERRORS:
+        return None  # broken EXIF is common and harmless: show the image as stored
+    return _ORIENTATIONS.get(value) if isinstance(value, int) else None
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB image in sRGB, with any transparency flattened onto white."""
+    icc = image.info.get("icc_profile")
+    if image.mode.startswith(("I", "F")):
+        image = _to_8bit(image)
+    if image.has_transparency_data:
+        image = _flatten(image)
+    if icc:
+        converted = _apply_profile(image, icc)
+        if converted is not None:
+            return converted
+    if image.mode == "LAB":
+        lab = ImageCms.createProfile("LAB")
+        srgb = ImageCms.createProfile("sRGB")
+        return _expect(ImageCms.profileToProfile(image, lab, srgb, outputMode="RGB"))
+    # No profile: the web assumes sRGB. CMYK without one can only be converted naively.
+    return image.convert("RGB")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Grey deeper than 8 bits, scaled (not clipped) into 0-255."""
+    if image.mode.startswith("I;16"):
+        low, high = 0.0, 65535.0
+        image = image.convert("I")  # point() cannot scale the I;16 modes
+    else:
+        low, high = _value_range(image)
+    scale = 255 / (high - low) if high > low else 0.0
+    return image.point(lambda value: (value - low) * scale).convert("L")
+
+
+def _value_range(image: Image.Image) -> tuple[float, float]:
+    """For I and F images, the values that should become black and white."""
+    extrema = image.getextrema()
+    low, high = float(extrema[0]), float(extrema[1])  # type: ignore[arg-type]
+    if image.mode == "F" and low >= 0 and high <= 1:
+        return 0.0, 1.0  # floats are normally 0-1
+    if image.mode == "I" and low >= 0 and high <= 65535:
+        return 0.0, 65535.0  # 16-bit samples often arrive as I
+    # No scale to read anything else by, so the values present are stretched.
+    return low, high
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Composite onto white; convert("RGBA") also resolves palette and tRNS transparency."""
+    if image.mode == "La":
+        image = image.convert("LA")  # Pillow converts premultiplied grey to nothing else
+    rgba = image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, _WHITE)
+    flat.paste(rgba, mask=rgba)
+    return flat
+
+
+# An ICC profile's colour space -> the Pillow mode it describes.
+_PROFILE_MODES = {"RGB ": "RGB", "GRAY": "L", "CMYK": "CMYK", "LAB ": "LAB"}
+
+
+def _apply_profile(image: Image.Image, icc: bytes) -> Image.Image | None:
+    """Convert through the embedded profile to sRGB; None when it does not fit the image.
+
+    A broken or mismatched profile is ignored rather than failing the image: the pixels
+    are still fine, only the colours are less exact.
+    """
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        mode = _PROFILE_MODES.get(profile.profile.xcolor_space)
+        if mode is None:
+            return None
+        if image.mode != mode:
+            if {image.mode, mode} - {"1", "L", "P", "RGB"}:
+                return None
+            image = image.convert(mode)
+        srgb = ImageCms.createProfile("sRGB")
+        return _expect(ImageCms.profileToProfile(image, profile, srgb, outputMode="RGB"))
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
+def _expect(image: Image.Image | None) -> Image.Image:
+    # profileToProfile returns None only when asked to work in place, which we never do.
+    assert image is not None
+    return image
