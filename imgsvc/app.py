@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from . import images
 from .config import Settings
 from .db import Database
 from .errors import ApiError
@@ -25,6 +26,8 @@ from .routes import ROUTES, Services
 from .storage import Storage
 
 log = logging.getLogger(__name__)
+
+READ_BUFFER = 256 * 1024  # most images arrive in a few reads instead of dozens
 
 HTTP_CODES = {
     400: "bad_request",
@@ -62,9 +65,11 @@ async def _services(settings: Settings) -> AsyncIterator[Services]:
     await asyncio.to_thread(storage.prepare)
     db = await Database.open(storage.database)
     pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
+    images.keep_memory_for(settings.cpu_workers)
     session = aiohttp.ClientSession(
         connector=guarded_connector(settings.address_policy, settings.fetch_concurrency),
         trust_env=False,
+        read_bufsize=READ_BUFFER,
     )
     limits = FetchLimits(
         max_bytes=settings.max_image_bytes,

@@ -13,7 +13,6 @@ from .netguard import blocked_cause
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "imgsvc/0.1 (image fetcher)"
-CHUNK = 64 * 1024
 
 
 class FetchError(Exception):
@@ -88,12 +87,13 @@ class Fetcher:
         limit = self._limits.max_bytes
         if response.content_length is not None and response.content_length > limit:
             raise FetchError("too_large", _too_large(limit, response.content_length))
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(CHUNK):
-            body += chunk
-            if len(body) > limit:
+        chunks, size = [], 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
                 raise FetchError("too_large", _too_large(limit))
-        return bytes(body)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _check_url(url: URL) -> None:

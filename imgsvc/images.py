@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO
 
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError, _imaging
 
 __all__ = [
     "EncodeOptions",
@@ -20,6 +20,7 @@ __all__ = [
     "ImageResult",
     "OutputFormat",
     "compress",
+    "keep_memory_for",
     "sniff_format",
 ]
 
@@ -114,6 +115,16 @@ _DECODE_ERRORS = (
     UserWarning,
 )
 _WHITE = (255, 255, 255)
+
+
+def keep_memory_for(threads: int) -> None:
+    """Let Pillow reuse freed image memory instead of asking the OS for fresh pages each time.
+
+    Without a cache every decoded image is new memory the kernel must fault in and zero,
+    which on a small VM costs as much CPU as the decoding itself (measured: 20 ms instead
+    of 11 ms for a 1200x1200 JPEG). A few blocks per thread cover the images in flight.
+    """
+    _imaging.set_blocks_max(4 * threads)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -325,7 +336,7 @@ def _to_srgb(image: Image.Image) -> Image.Image:
         srgb = ImageCms.createProfile("sRGB")
         return _expect(ImageCms.profileToProfile(image, lab, srgb, outputMode="RGB"))
     # No profile: the web assumes sRGB. CMYK without one can only be converted naively.
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

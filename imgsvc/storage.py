@@ -36,6 +36,7 @@ class Storage:
         self.images = root / "images"
         self.results = root / "results"
         self.tmp = root / "tmp"
+        self._folders: set[Path] = set()  # image folders known to exist
 
     @property
     def database(self) -> Path:
@@ -58,12 +59,24 @@ class Storage:
         return self.results / f"{job_id}.csv"
 
     def write_image(self, name: str, write: Callable[[IO[bytes]], T]) -> tuple[T, int]:
-        """Run `write` on a temp file, then move it into place; returns its result and size."""
+        """Run `write` on a temp file, then move it into place; returns its result and size.
+
+        The temp file is named after the image: a name is written by one task at a time,
+        and a fixed name spares the random-name search of mkstemp on this hot path.
+        """
         target = self.image_path(name)
-        target.parent.mkdir(exist_ok=True)
-        with self._replacing(target) as part, part.open("wb") as handle:
-            result = write(handle)
-            return result, handle.tell()
+        if target.parent not in self._folders:
+            target.parent.mkdir(exist_ok=True)
+            self._folders.add(target.parent)
+        part = self.tmp / f"{name}.part"
+        try:
+            with part.open("wb") as handle:
+                result = write(handle)
+                size = handle.tell()
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        return result, size
 
     def write_results(self, job_id: str, write: Callable[[IO[str]], None]) -> None:
         with (
