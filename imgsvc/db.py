@@ -289,14 +289,16 @@ class Database:
 
     async def products(self, job_id: str, offset: int, limit: int) -> list[ProductRecord]:
         """A page of a job's products in input order, each with its images."""
-        products = await self._reader.execute_fetchall(
-            "SELECT seq, line, serial_number, product_name, cells FROM products "
-            "WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
-            (job_id, offset, limit),
+        products = list(
+            await self._reader.execute_fetchall(
+                "SELECT seq, line, serial_number, product_name, cells FROM products "
+                "WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+                (job_id, offset, limit),
+            )
         )
         if not products:
             return []
-        first, last = products[0][0], products[-1][0]  # type: ignore[index]
+        first, last = products[0][0], products[-1][0]
         images = await self._reader.execute_fetchall(
             f"SELECT product_seq, {IMAGE_COLUMNS} FROM images WHERE job_id = ? "
             "AND product_seq BETWEEN ? AND ? ORDER BY product_seq, position",
