@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 16  # deliveries sent at once; a receiver that hangs holds only its own slot
 IDLE_WAKE = 60.0  # seconds; the longest the sender sleeps without looking at the outbox
+ERROR_PAUSE = 5.0  # seconds before looking again after the outbox could not be read
 MAX_RETRY_AFTER = 86_400.0  # a receiver's Retry-After is honoured up to a day
 JITTER = 0.2  # each delay is stretched by up to this fraction, so receivers are not stampeded
 EXCERPT = 200  # characters of a failing receiver's answer kept in the attempt log
@@ -150,15 +151,23 @@ class WebhookSender:
         wake = self._db.outbox_written
         while True:
             wake.clear()
-            for delivery in await self._db.due_deliveries(MAX_IN_FLIGHT):
-                if delivery.id not in self._in_flight and len(self._in_flight) < MAX_IN_FLIGHT:
-                    task = asyncio.create_task(self._deliver(delivery))
-                    self._in_flight[delivery.id] = task
             try:
-                async with asyncio.timeout(await self._idle_time()):
+                await self._send_due()
+                idle = await self._idle_time()
+            except Exception:
+                # The outbox persists, so after a database hiccup the next pass picks it up.
+                log.exception("the webhook sender could not read the outbox")
+                idle = ERROR_PAUSE
+            try:
+                async with asyncio.timeout(idle):
                     await wake.wait()
             except TimeoutError:
                 pass  # a delivery has fallen due
+
+    async def _send_due(self) -> None:
+        for delivery in await self._db.due_deliveries(MAX_IN_FLIGHT):
+            if delivery.id not in self._in_flight and len(self._in_flight) < MAX_IN_FLIGHT:
+                self._in_flight[delivery.id] = asyncio.create_task(self._deliver(delivery))
 
     async def _idle_time(self) -> float:
         """How long to sleep: until the next delivery is due, or until an attempt ends."""

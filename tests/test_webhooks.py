@@ -265,6 +265,26 @@ async def test_a_restart_mid_schedule_still_delivers(
     assert [a["status_code"] for a in webhook["attempts"]] == [500, 200]
 
 
+async def test_an_attempt_cut_by_shutdown_is_made_again(
+    tmp_path: Path, image_host: ImageHost, receiver: Receiver
+) -> None:
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await receiver.release.wait()
+        return web.Response(text="too late")
+
+    receiver.script = [hang]
+    settings = settings_for(tmp_path / "data")
+    async with running_service(settings) as service:
+        request_id = await submit(service, image_host, receiver)
+        await receiver.wait_calls(1)
+
+    async with running_service(settings) as service:
+        first, again = await receiver.wait_calls(2)
+        webhook = await webhook_state(service, request_id, "delivered")
+    assert again.headers["webhook-id"] == first.headers["webhook-id"]
+    assert [a["status_code"] for a in webhook["attempts"]] == [200]
+
+
 async def test_a_refused_webhook_address_is_reported(tmp_path: Path, receiver: Receiver) -> None:
     settings = settings_for(tmp_path / "data", allow_private_urls=False)
     csv_text = "S. No.,Product Name,Input Image Urls\n1,Lamp,http://localhost:9/a.jpg\n"
