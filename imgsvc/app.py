@@ -24,6 +24,7 @@ from .jobs import JobRunner, Pipeline
 from .netguard import guarded_connector
 from .routes import ROUTES, Services
 from .storage import Storage
+from .webhooks import start_sender
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,12 @@ async def _services(settings: Settings) -> AsyncIterator[Services]:
     )
     runner = JobRunner(pipeline, settings.job_workers)
     await runner.start()
+    sender = await start_sender(settings, db, storage)
     try:
         yield Services(settings, db, storage, runner)
     finally:
         await runner.stop()
+        await sender.stop()
         await session.close()
         await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
         await db.close()

@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
             help=f"the service's base URL (IMGSVC_SERVER, {DEFAULT_SERVER})",
         )  # fmt: skip
         sub.set_defaults(run=_submit if name == "submit" else _status)
+
+    secret = commands.add_parser(
+        "webhook-secret", help="print the secret that signs webhooks (generated if there is none)"
+    )
+    secret.add_argument("--data-dir", type=Path, help="the service's data folder (IMGSVC_DATA_DIR)")
+    secret.set_defaults(run=_webhook_secret)
     return parser
 
 
@@ -89,6 +95,15 @@ def _submit(args: argparse.Namespace) -> None:
 
 def _status(args: argparse.Namespace) -> None:
     _print(_call("GET", f"{args.server}/api/status/{urllib.parse.quote(args.target)}"))
+
+
+def _webhook_secret(args: argparse.Namespace) -> None:
+    from .storage import Storage
+    from .webhooks import signing_secrets
+
+    settings = Settings.from_env(data_dir=args.data_dir)
+    for secret in signing_secrets(settings, Storage(settings.data_dir)):
+        print(secret)
 
 
 def _call(method: str, url: str, data: bytes | None = None, ctype: str = "") -> Any:

@@ -11,8 +11,11 @@ from typing import Any
 
 from .csvio import CsvLimits
 from .netguard import AddressPolicy, Network
+from .signing import secret_key
 
 MIB = 1024 * 1024
+# Seconds between webhook attempts: the Standard Webhooks schedule, about 27 hours in all.
+WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 class SettingsError(ValueError):
@@ -43,6 +46,9 @@ class Settings:
     fetch_timeout: float = 30.0
     fetch_retries: int = 2
     retention_days: int = 0
+    webhook_secret: str | None = None  # `whsec_…`, several separated by spaces; None: generated
+    webhook_retry_schedule: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE
+    webhook_timeout: float = 15.0  # seconds for one attempt, answer included
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,6 +82,23 @@ class Settings:
                 raise SettingsError(f"IMGSVC_{name.upper()} must be at least 1")
         if self.fetch_timeout <= 0:
             raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
+        self._validate_webhooks()
+
+    def _validate_webhooks(self) -> None:
+        if self.webhook_timeout <= 0:
+            raise SettingsError("IMGSVC_WEBHOOK_TIMEOUT must be positive")
+        if any(delay < 0 for delay in self.webhook_retry_schedule):
+            raise SettingsError("IMGSVC_WEBHOOK_RETRY_SCHEDULE must not hold negative delays")
+        for secret in self.webhook_secrets:
+            try:
+                secret_key(secret)
+            except ValueError as exc:
+                raise SettingsError(f"IMGSVC_WEBHOOK_SECRET: {exc}") from None
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The configured secrets, each of which signs every webhook (empty: generate one)."""
+        return tuple((self.webhook_secret or "").split())
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some values changed (used by tests and the CLI)."""
@@ -109,6 +132,8 @@ def _parse(name: str, raw: str) -> Any:
             return tuple(ipaddress.ip_network(p.strip()) for p in raw.split(",") if p.strip())
         if name == "public_url":
             return raw.rstrip("/")
+        if name == "webhook_retry_schedule":
+            return tuple(float(p) for p in raw.split(",") if p.strip())
     except ValueError as exc:
         raise SettingsError(f"IMGSVC_{name.upper()}={raw!r} is not valid: {exc}") from None
     return raw

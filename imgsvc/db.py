@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,15 @@ import aiosqlite
 
 from .csvio import Product
 from .models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
     ImageRecord,
     ImageStatus,
     Job,
     JobOptions,
     JobStatus,
+    OutboxEntry,
     PendingImage,
     ProductRecord,
 )
@@ -80,6 +84,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX images_by_url ON images (job_id, url);
     CREATE INDEX images_by_status ON images (job_id, status, product_seq);
     """,
+    # The webhook outbox: one row per terminal event, written with the job's terminal state.
+    """
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        url TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        round_start INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_by_job ON webhook_deliveries (job_id);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+    CREATE TABLE webhook_attempts (
+        delivery_id TEXT NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        status_code INTEGER,
+        error_code TEXT,
+        error_message TEXT,
+        PRIMARY KEY (delivery_id, number)
+    ) WITHOUT ROWID;
+    """,
 )
 
 JOB_COLUMNS = (
@@ -90,11 +120,19 @@ JOB_COLUMNS = (
 IMAGE_COLUMNS = (
     "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height"
 )
+DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
+ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
 
 
 def now() -> str:
     """The current time as the API shows it: ISO 8601, UTC, milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def in_seconds(seconds: float) -> str:
+    """A time `seconds` from now, in the format of `now()` (so stored times compare as text)."""
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Database:
@@ -104,6 +142,8 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        # Set after a commit that made a webhook delivery due, so the sender wakes at once.
+        self.outbox_written = asyncio.Event()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -190,13 +230,17 @@ class Database:
     async def set_job_status(
         self, job_id: str, status: JobStatus, message: str, *, only_from: JobStatus | None = None
     ) -> bool:
-        """Move a job to `status` (with `only_from`: only from that state); True if it moved."""
-        stamp = now()
-        done = stamp if status.terminal else None
+        """Move a job to `status` (with `only_from`: only from that state); True if it moved.
+
+        Terminal states go through `finish_job`, which writes the webhook with them.
+        """
+        if status.terminal:
+            raise ValueError(f"a job turns {status} through finish_job, not set_job_status")
         sql = (
-            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? WHERE id = ?"
+            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = NULL "
+            "WHERE id = ?"
         )
-        args: tuple[Any, ...] = (status, message, stamp, done, job_id)
+        args: tuple[Any, ...] = (status, message, now(), job_id)
         if only_from is not None:
             sql += " AND status = ?"
             args += (only_from,)
@@ -314,6 +358,116 @@ class Database:
             for seq, line, serial, name, cells in products
         ]
 
+    # -- the end of a job, and its webhook outbox -------------------------------------------
+
+    async def finish_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        message: str,
+        outbox: Callable[[Job], OutboxEntry | None],
+        *,
+        only_from: JobStatus | None = None,
+    ) -> bool:
+        """Move a job to a terminal `status` and write its webhook in the same transaction.
+
+        `outbox` gets the job as it now stands and returns the webhook message to send (None
+        when the job has no webhook URL); pass `webhooks.outbox_entry`. With `only_from` the
+        job moves only from that state. True if it moved.
+        """
+        if not status.terminal:
+            raise ValueError(f"{status} is not a terminal state")
+        stamp = now()
+        sql = (
+            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? WHERE id = ?"
+        )
+        args: tuple[Any, ...] = (status, message, stamp, stamp, job_id)
+        if only_from is not None:
+            sql += " AND status = ?"
+            args += (only_from,)
+        async with self._transaction() as db:
+            if (await db.execute(sql, args)).rowcount != 1:
+                return False
+            rows = await db.execute_fetchall(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            )
+            entry = outbox(_job(next(iter(rows))))
+            if entry is not None:
+                await db.execute(
+                    "INSERT INTO webhook_deliveries (id, job_id, url, payload, state, "
+                    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (entry.id, job_id, entry.url, entry.payload, DeliveryState.PENDING,
+                     entry.created_at, entry.created_at),
+                )  # fmt: skip
+        if entry is not None:
+            self.outbox_written.set()
+        return True
+
+    async def due_deliveries(self, limit: int) -> list[Delivery]:
+        """Pending webhook deliveries whose next attempt is due, the longest waiting first."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE state = ? "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (DeliveryState.PENDING, now(), limit),
+        )
+        return [_delivery(r) for r in rows]
+
+    async def next_delivery_at(self) -> str | None:
+        """When the earliest pending webhook delivery is due, if there is one."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = ?",
+            (DeliveryState.PENDING,),
+        )
+        found: str | None = next(iter(rows))[0]
+        return found
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: DeliveryAttempt,
+        state: DeliveryState,
+        next_attempt_at: str | None,
+    ) -> None:
+        """Log one attempt and set where the delivery stands after it."""
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO webhook_attempts (delivery_id, {ATTEMPT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (delivery_id, attempt.number, attempt.at, attempt.duration_ms,
+                 attempt.status_code, attempt.error_code, attempt.error_message),
+            )  # fmt: skip
+            await db.execute(
+                "UPDATE webhook_deliveries SET attempts = ?, state = ?, next_attempt_at = ? "
+                "WHERE id = ?",
+                (attempt.number, state, next_attempt_at, delivery_id),
+            )
+
+    async def latest_delivery(self, job_id: str) -> tuple[Delivery, list[DeliveryAttempt]] | None:
+        """A job's most recent webhook delivery with every attempt, oldest first."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (job_id,),
+        )
+        if not rows:
+            return None
+        delivery = _delivery(next(iter(rows)))
+        attempts = await self._reader.execute_fetchall(
+            f"SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = ? ORDER BY number",
+            (delivery.id,),
+        )
+        return delivery, [DeliveryAttempt(*a) for a in attempts]
+
+    async def redeliver(self, delivery_id: str) -> None:
+        """Make a delivery due now with a fresh round of retries (its id stays the same)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE webhook_deliveries SET state = ?, next_attempt_at = ?, "
+                "round_start = attempts WHERE id = ?",
+                (DeliveryState.PENDING, now(), delivery_id),
+            )
+        self.outbox_written.set()
+
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
@@ -356,6 +510,11 @@ def _job(row: Any) -> Job:
         id_, JobStatus(status), message, created, updated, completed, base_url, webhook_url,
         JobOptions(quality, max_dimension, fmt), tuple(json.loads(header)), *counters,
     )  # fmt: skip
+
+
+def _delivery(row: Any) -> Delivery:
+    id_, job_id, url, payload, state, *rest = row
+    return Delivery(id_, job_id, url, payload, DeliveryState(state), *rest)
 
 
 def _image(row: Any) -> ImageRecord:

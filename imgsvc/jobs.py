@@ -22,6 +22,7 @@ from .fetch import Fetcher, FetchError
 from .models import ImageRecord, ImageStatus, Job, JobStatus
 from .payloads import image_url
 from .storage import Storage, image_name
+from .webhooks import outbox_entry
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,8 @@ class JobRunner:
                 raise
             except Exception as exc:
                 log.exception("job %s stopped by an unexpected error", job_id)
-                await self._db.set_job_status(
-                    job_id, JobStatus.FAILED, f"the job could not run: {exc}"
+                await self._db.finish_job(
+                    job_id, JobStatus.FAILED, f"the job could not run: {exc}", outbox_entry
                 )
 
     async def _run(self, job_id: str) -> None:
@@ -112,7 +113,9 @@ class JobRunner:
             status, message = JobStatus.COMPLETED, ""
         else:
             status, message = JobStatus.FAILED, "no image could be produced"
-        await self._db.set_job_status(job_id, status, message, only_from=JobStatus.PROCESSING)
+        await self._db.finish_job(
+            job_id, status, message, outbox_entry, only_from=JobStatus.PROCESSING
+        )
         log.info("job %s %s", job_id, status)
 
 

@@ -91,3 +91,46 @@ class ProductRecord:
     product_name: str
     cells: tuple[str, ...]
     images: tuple[ImageRecord, ...]
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # waiting for its next attempt (or not sent yet)
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # retries ran out, the receiver answered 410, or its address is refused
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A webhook message written with the job's terminal state, to be sent by the sender."""
+
+    id: str  # the `webhook-id` header: the same on every attempt and redelivery
+    job_id: str
+    url: str
+    payload: str  # the JSON body, fixed when the job ended
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An outbox row as the sender sees it: the message and where its attempts stand."""
+
+    id: str
+    job_id: str
+    url: str
+    payload: str
+    state: DeliveryState
+    attempts: int  # attempts made so far, redeliveries included
+    round_start: int  # attempts made before the current round (a redelivery starts a round)
+    next_attempt_at: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One POST to a webhook receiver and how it ended."""
+
+    number: int
+    at: str
+    duration_ms: int
+    status_code: int | None = None  # the receiver's HTTP status, when it answered
+    error_code: str | None = None  # timeout, connect_error, blocked_address, http_error, ...
+    error_message: str | None = None

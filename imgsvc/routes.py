@@ -19,6 +19,7 @@ from .jobs import JobRunner
 from .models import Job, JobStatus
 from .storage import Storage
 from .uploads import read_upload
+from .webhooks import webhook_object
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -82,8 +83,11 @@ async def details(request: Request) -> Response:
     job = await _job(request)
     offset = _query_int(request, "offset", 0, 0, job.total_products)
     limit = _query_int(request, "limit", 1000, 1, 1000)
-    products = await _services(request).db.products(job.id, offset, limit)
-    return JSONResponse(payloads.details_object(job, products, offset, limit))
+    db = _services(request).db
+    products = await db.products(job.id, offset, limit)
+    body = payloads.details_object(job, products, offset, limit)
+    body["webhook"] = webhook_object(job, await db.latest_delivery(job.id))
+    return JSONResponse(body)
 
 
 async def download(request: Request) -> Response:
@@ -148,6 +152,21 @@ async def readyz(request: Request) -> Response:
                         200 if ready else 503)  # fmt: skip
 
 
+async def redeliver_webhook(request: Request) -> Response:
+    """Send a finished job's webhook again, with the same `webhook-id` and fresh retries."""
+    job = await _job(request)
+    db = _services(request).db
+    if job.webhook_url is None:
+        raise ApiError(409, "no_webhook", "this job was submitted without a webhook_url")
+    found = await db.latest_delivery(job.id)
+    if found is None:
+        raise ApiError(
+            409, "not_finished", f"the job is {job.status.value}; its webhook is sent when it ends"
+        )
+    await db.redeliver(found[0].id)
+    return JSONResponse(webhook_object(job, await db.latest_delivery(job.id)), 202)
+
+
 async def _job(request: Request) -> Job:
     job = await _services(request).db.get_job(request.path_params["request_id"])
     if job is None:
@@ -173,4 +192,5 @@ ROUTES = [
     Route("/api/jobs", jobs),
     Route("/livez", livez),
     Route("/readyz", readyz),
+    Route("/api/webhook/{request_id}/redeliver", redeliver_webhook, methods=["POST"]),
 ]

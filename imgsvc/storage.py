@@ -91,6 +91,29 @@ class Storage:
     def remove_image(self, name: str) -> None:
         self.image_path(name).unlink(missing_ok=True)
 
+    def webhook_secret(self, make: Callable[[], str]) -> str:
+        """The data folder's webhook secret, first created with `make()` if there is none.
+
+        The file is readable by its owner only and appears whole or not at all (a hard link
+        of a finished temp file), so two processes starting at once agree on one secret.
+        """
+        path = self.root / "webhook-secret"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.root, suffix=".part")  # mode 0600
+            part = Path(name)
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(make() + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(part, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            finally:
+                part.unlink(missing_ok=True)
+        return path.read_text(encoding="ascii").strip()
+
     def writable(self) -> bool:
         """Whether a file can be created in the data folder right now."""
         try:
