@@ -13,6 +13,7 @@ from .csvio import CsvLimits
 from .netguard import AddressPolicy, Network
 
 MIB = 1024 * 1024
+MIN_KEY_LENGTH = 16  # an API key shorter than this could be guessed
 
 
 class SettingsError(ValueError):
@@ -43,6 +44,7 @@ class Settings:
     fetch_timeout: float = 30.0
     fetch_retries: int = 2
     retention_days: int = 0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # repr=False: never logged
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,6 +78,7 @@ class Settings:
                 raise SettingsError(f"IMGSVC_{name.upper()} must be at least 1")
         if self.fetch_timeout <= 0:
             raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
+        _validate_api_keys(self.api_keys)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some values changed (used by tests and the CLI)."""
@@ -107,11 +110,23 @@ def _parse(name: str, raw: str) -> Any:
             return Path(raw)
         if name == "allow_networks":
             return tuple(ipaddress.ip_network(p.strip()) for p in raw.split(",") if p.strip())
+        if name == "api_keys":
+            return tuple(k.strip() for k in raw.split(",") if k.strip())
         if name == "public_url":
             return raw.rstrip("/")
     except ValueError as exc:
         raise SettingsError(f"IMGSVC_{name.upper()}={raw!r} is not valid: {exc}") from None
     return raw
+
+
+def _validate_api_keys(keys: tuple[str, ...]) -> None:
+    # The message counts keys and never quotes one: it may end up in a log.
+    for number, key in enumerate(keys, start=1):
+        if len(key) < MIN_KEY_LENGTH or not key.isascii() or not key.isprintable() or " " in key:
+            raise SettingsError(
+                f"IMGSVC_API_KEYS: key {number} must be at least {MIN_KEY_LENGTH} printable "
+                "ASCII characters without spaces or commas (e.g. from `openssl rand -hex 32`)"
+            )
 
 
 def _parse_bool(raw: str) -> bool:
