@@ -74,12 +74,10 @@ async def refused_listener(port: int = 0) -> AsyncIterator[Listener]:
             await server.wait_closed()
 
 
-async def raw_http(service: Service, request: bytes, *, send_after: bytes = b"") -> bytes:
-    """Send exact request bytes (no client normalising the path) and read the whole answer.
-
-    `send_after` is sent only once the answer has been read, so a test can prove the
-    service answered without waiting for it.
-    """
+async def raw_http(service: Service, request: bytes) -> bytes:
+    """Send exact request bytes (no client normalising the path) and read the answer:
+    nothing else is sent, so an answer to a request whose body is missing proves the
+    service did not wait for that body."""
     host, port = service.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
@@ -88,9 +86,9 @@ async def raw_http(service: Service, request: bytes, *, send_after: bytes = b"")
         async with asyncio.timeout(30):
             head = await reader.readuntil(b"\r\n\r\n")
             length = _content_length(head)
-            body = await reader.readexactly(length) if length is not None else b""
-        if send_after:
-            writer.write(send_after)
+            if length is None or request.startswith(b"HEAD "):
+                length = 0
+            body = await reader.readexactly(length)
         return head + body
     finally:
         writer.close()
