@@ -12,10 +12,12 @@ from typing import Any
 import aiohttp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import images
+from .auth import ApiKeyAuth
 from .config import Settings
 from .db import Database
 from .errors import ApiError
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=ROUTES,
         lifespan=lifespan,
+        middleware=[Middleware(ApiKeyAuth, keys=settings.api_keys)] if settings.api_keys else [],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -108,6 +108,8 @@ def _webhook_secret(args: argparse.Namespace) -> None:
 
 def _call(method: str, url: str, data: bytes | None = None, ctype: str = "") -> Any:
     headers = {"Content-Type": ctype} if ctype else {}
+    if key := os.environ.get("IMGSVC_API_KEY", "").strip():  # one of the server's keys
+        headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, data, headers, method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310

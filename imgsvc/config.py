@@ -16,6 +16,7 @@ from .signing import secret_key
 MIB = 1024 * 1024
 # Seconds between webhook attempts: the Standard Webhooks schedule, about 27 hours in all.
 WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+MIN_KEY_LENGTH = 16  # an API key shorter than this could be guessed
 
 
 class SettingsError(ValueError):
@@ -49,6 +50,7 @@ class Settings:
     webhook_secret: str | None = None  # `whsec_…`, several separated by spaces; None: generated
     webhook_retry_schedule: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE
     webhook_timeout: float = 15.0  # seconds for one attempt, answer included
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # repr=False: never logged
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -83,6 +85,7 @@ class Settings:
         if self.fetch_timeout <= 0:
             raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
         self._validate_webhooks()
+        _validate_api_keys(self.api_keys)
 
     def _validate_webhooks(self) -> None:
         if self.webhook_timeout <= 0:
@@ -130,6 +133,8 @@ def _parse(name: str, raw: str) -> Any:
             return Path(raw)
         if name == "allow_networks":
             return tuple(ipaddress.ip_network(p.strip()) for p in raw.split(",") if p.strip())
+        if name == "api_keys":
+            return tuple(k.strip() for k in raw.split(",") if k.strip())
         if name == "public_url":
             return raw.rstrip("/")
         if name == "webhook_retry_schedule":
@@ -137,6 +142,16 @@ def _parse(name: str, raw: str) -> Any:
     except ValueError as exc:
         raise SettingsError(f"IMGSVC_{name.upper()}={raw!r} is not valid: {exc}") from None
     return raw
+
+
+def _validate_api_keys(keys: tuple[str, ...]) -> None:
+    # The message counts keys and never quotes one: it may end up in a log.
+    for number, key in enumerate(keys, start=1):
+        if len(key) < MIN_KEY_LENGTH or not key.isascii() or not key.isprintable() or " " in key:
+            raise SettingsError(
+                f"IMGSVC_API_KEYS: key {number} must be at least {MIN_KEY_LENGTH} printable "
+                "ASCII characters without spaces or commas (e.g. from `openssl rand -hex 32`)"
+            )
 
 
 def _parse_bool(raw: str) -> bool:

@@ -110,6 +110,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (delivery_id, number)
     ) WITHOUT ROWID;
     """,
+    # Who may see a job when API keys are on: a SHA-256 of the key that created it.
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    CREATE INDEX jobs_by_owner ON jobs (owner, created_at);
+    """,
 )
 
 JOB_COLUMNS = (
@@ -176,12 +181,14 @@ class Database:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def create_job(self, job: Job, products: Sequence[Product]) -> None:
+    async def create_job(
+        self, job: Job, products: Sequence[Product], *, owner: str | None = None
+    ) -> None:
         """Insert a job with all its products and images in one transaction."""
         async with self._transaction() as db:
             await db.execute(
-                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",
-                _job_values(job),
+                f"INSERT INTO jobs ({JOB_COLUMNS}, owner) VALUES ({', '.join('?' * 19)})",
+                (*_job_values(job), owner),
             )
             await db.executemany(
                 "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
@@ -199,19 +206,27 @@ class Database:
                 ),
             )
 
-    async def get_job(self, job_id: str) -> Job | None:
+    async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
+        """A job by id; with `owner`, only if that owner created it."""
+        where, args = _owned("id = ?", (job_id,), owner)
         rows = await self._reader.execute_fetchall(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", args
         )
         return _job(next(iter(rows))) if rows else None
 
-    async def list_jobs(self, offset: int, limit: int) -> tuple[list[Job], int]:
-        """Jobs newest first, and how many there are in all."""
+    async def list_jobs(
+        self, offset: int, limit: int, *, owner: str | None = None
+    ) -> tuple[list[Job], int]:
+        """Jobs newest first (with `owner`, only theirs), and how many there are in all."""
+        where, args = _owned("1", (), owner)
         rows = await self._reader.execute_fetchall(
-            f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-            (limit, offset),
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} "
+            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            (*args, limit, offset),
         )
-        total = await self._reader.execute_fetchall("SELECT COUNT(*) FROM jobs")
+        total = await self._reader.execute_fetchall(
+            f"SELECT COUNT(*) FROM jobs WHERE {where}", args
+        )
         return [_job(r) for r in rows], next(iter(total))[0]
 
     async def unfinished_jobs(self) -> list[str]:
@@ -491,6 +506,13 @@ async def _migrate(db: aiosqlite.Connection) -> None:
             await db.execute("ROLLBACK")
             raise
         await db.execute("COMMIT")
+
+
+def _owned(where: str, args: tuple[Any, ...], owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """`where` narrowed to one owner's jobs; None (API keys off) narrows nothing."""
+    if owner is None:
+        return where, args
+    return f"{where} AND owner = ?", (*args, owner)
 
 
 def _job_values(job: Job) -> tuple[Any, ...]:

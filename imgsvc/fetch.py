@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from .netguard import blocked_cause
+from .netguard import BlockedAddressError, blocked_cause, refuse_numeric_spelling
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "imgsvc/0.1 (image fetcher)"
@@ -57,7 +57,7 @@ class Fetcher:
         for attempt in range(self._limits.retries + 1):
             try:
                 async with self._slots:
-                    return await self._follow(URL(url, encoded=False))
+                    return await self._follow(_parse_url(url))
             except FetchError as exc:
                 if not exc.transient or attempt == self._limits.retries:
                     raise
@@ -75,7 +75,7 @@ class Fetcher:
                     timeout=aiohttp.ClientTimeout(sock_read=self._limits.stall_timeout),
                 ) as response:
                     if response.status in REDIRECTS and "Location" in response.headers:
-                        url = url.join(URL(response.headers["Location"]))
+                        url = url.join(_parse_url(response.headers["Location"]))
                         continue
                     _check_status(response)
                     return await self._read(response)
@@ -96,11 +96,24 @@ class Fetcher:
         return b"".join(chunks)
 
 
+def _parse_url(text: str) -> URL:
+    # yarl refuses some URLs urllib accepts (a backslash in the host part): they are the
+    # image's invalid_url, never an exception that ends the job.
+    try:
+        return URL(text, encoded=False)
+    except ValueError as exc:
+        raise FetchError("invalid_url", f"the URL is not valid: {exc}") from None
+
+
 def _check_url(url: URL) -> None:
     if url.scheme not in ("http", "https"):
         raise FetchError("invalid_url", f"{url.scheme or 'a relative'} URL is not http or https")
     if not url.host:
         raise FetchError("invalid_url", "the URL has no host")
+    try:
+        refuse_numeric_spelling(url.host)
+    except BlockedAddressError as exc:
+        raise FetchError("blocked_address", str(exc)) from None
 
 
 def _check_status(response: aiohttp.ClientResponse) -> None:

@@ -149,7 +149,11 @@ def compress(data: bytes, out: BinaryIO, options: EncodeOptions, max_pixels: int
     try:
         image = _decode(data, source_format, options.max_dimension, max_pixels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError("too_many_pixels", f"the image has too many pixels: {exc}") from exc
+        # Pillow's own message names its limit, not ours, and talks of DOS attacks.
+        raise ImageError(
+            "too_many_pixels",
+            f"the image has more pixels than the limit of {max_pixels:,} (width x height)",
+        ) from exc
     except _DECODE_ERRORS as exc:
         raise ImageError("decode_error", _decode_message(source_format, exc)) from exc
     _encode(image, out, options)

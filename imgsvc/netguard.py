@@ -9,6 +9,7 @@ factory refuses to create a socket for one (IP literals never pass through the r
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +24,16 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# One part of an IPv4 host as browsers read it (WHATWG URL): hex, octal or decimal.
+_IPV4_PART = re.compile(r"0[xX](?P<hex>[0-9a-fA-F]*)|0(?P<oct>[0-7]+)|(?P<dec>[1-9][0-9]*|0)")
 
 
 class BlockedAddressError(OSError):
     """A connection to an address the policy refuses."""
 
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__(f"{address} is a {reason} address, which imgsvc does not connect to")
+    def __init__(self, address: str, reason: str, message: str | None = None) -> None:
+        default = f"{address} is {_article(reason)} {reason} address"
+        super().__init__(message or f"{default}, which imgsvc does not connect to")
         self.address = address
         self.reason = reason
 
@@ -64,6 +68,48 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if any(ip in net for net in NAT64) or (ip in IPV4_COMPATIBLE and int(ip) > 1):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a browser reads in an all-numeric host, in any spelling it accepts
+    (`2130706433`, `0177.0.0.1`, `0x7f.1`, `127.1`); None when the host is not one."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # a trailing dot names the same host
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        match = _IPV4_PART.fullmatch(part)
+        if match is None:
+            return None
+        digits, base = next((match[g], b) for g, b in (("hex", 16), ("oct", 8), ("dec", 10))
+                            if match[g] is not None)  # fmt: skip
+        numbers.append(int(digits or "0", base))
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    return ipaddress.IPv4Address(sum(n << 8 * (3 - i) for i, n in enumerate(head)) + last)
+
+
+def refuse_numeric_spelling(host: str) -> None:
+    """Raise BlockedAddressError for an IPv4 address written other than as a dotted quad.
+
+    Such spellings have no use but slipping past address filters, so they are refused
+    whatever address they spell, consistently as `blocked_address`.
+    """
+    ip = numeric_ipv4(host)
+    if ip is not None and str(ip) != host.removesuffix("."):
+        raise BlockedAddressError(
+            host,
+            "non-standard",
+            f"{host} is the IPv4 address {ip} written in a non-standard numeric form, "
+            "which imgsvc does not connect to; write it as a dotted quad",
+        )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from . import csvio, payloads
+from .auth import request_owner
 from .config import Settings
 from .db import Database, now
 from .errors import ApiError, not_found
@@ -69,7 +70,7 @@ async def upload(request: Request) -> Response:
         succeeded_images=0,
         failed_images=0,
     )
-    await services.db.create_job(job, parsed.products)
+    await services.db.create_job(job, parsed.products, owner=request_owner(request))
     services.runner.submit(job.id)
     answer = payloads.upload_answer(job)
     return JSONResponse(answer, 202, headers={"Location": answer["status_url"]})
@@ -121,7 +122,9 @@ async def image(request: Request) -> Response:
 async def jobs(request: Request) -> Response:
     offset = _query_int(request, "offset", 0, 0, 10**9)
     limit = _query_int(request, "limit", 50, 1, 500)
-    found, total = await _services(request).db.list_jobs(offset, limit)
+    found, total = await _services(request).db.list_jobs(
+        offset, limit, owner=request_owner(request)
+    )
     return JSONResponse(
         {
             "offset": offset,
@@ -168,7 +171,13 @@ async def redeliver_webhook(request: Request) -> Response:
 
 
 async def _job(request: Request) -> Job:
-    job = await _services(request).db.get_job(request.path_params["request_id"])
+    """The job named by the path, if the caller may see it: every /{request_id} route's way in.
+
+    With API keys on, another key's job is "not found" too, so ids cannot be probed.
+    """
+    job = await _services(request).db.get_job(
+        request.path_params["request_id"], owner=request_owner(request)
+    )
     if job is None:
         raise not_found("the request id")
     return job

@@ -15,7 +15,7 @@ from .config import Settings
 from .errors import ApiError, bad_field
 from .images import OutputFormat
 from .models import JobOptions
-from .netguard import AddressPolicy, BlockedAddressError
+from .netguard import AddressPolicy, BlockedAddressError, refuse_numeric_spelling
 
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-excel")
 MAX_DIMENSION = 20_000
@@ -87,7 +87,10 @@ def parse_webhook_url(value: str | None, policy: AddressPolicy) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
         raise bad_field("webhook_url", f"{url[:100]!r} is not an http or https URL with a host")
     try:
+        refuse_numeric_spelling(parts.hostname)
         ipaddress.ip_address(parts.hostname)
+    except BlockedAddressError as exc:
+        raise ApiError(400, "blocked_address", f"webhook_url: {exc}") from None
     except ValueError:
         return url  # a host name: its address is checked at each delivery
     try:

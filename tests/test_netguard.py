@@ -6,7 +6,12 @@ import ipaddress
 
 import pytest
 
-from imgsvc.netguard import AddressPolicy, BlockedAddressError
+from imgsvc.netguard import (
+    AddressPolicy,
+    BlockedAddressError,
+    numeric_ipv4,
+    refuse_numeric_spelling,
+)
 
 REFUSED = [
     ("127.0.0.1", "loopback"),
@@ -78,3 +83,35 @@ def test_allowed_networks_open_only_themselves() -> None:
 def test_malformed_addresses_are_refused() -> None:
     assert not AddressPolicy().allows("not-an-ip")
     assert not AddressPolicy(allow_private=True).allows("999.1.1.1")
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.0.0.1", "127.0.0.1"),
+        ("0x7F000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("127.0.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("127.000.000.001", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254"),
+        ("2852039166", "169.254.169.254"),
+        ("134744072", "8.8.8.8"),
+    ],
+)
+def test_numeric_spellings_are_read_as_browsers_read_them(host: str, address: str) -> None:
+    assert str(numeric_ipv4(host)) == address
+    with pytest.raises(BlockedAddressError) as caught:
+        refuse_numeric_spelling(host)
+    assert f"the IPv4 address {address} written in a non-standard numeric form" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "127.0.0.1", "127.0.0.1.", "8.8.8.8", "08.0.0.1", "256.0.0.1",
+             "1.2.3.4.5", "4294967296", "1_0.0.0.1", "+1.0.0.1", "0x7g.0.0.1", "", "1..1"],
+)  # fmt: skip
+def test_names_dotted_quads_and_non_addresses_pass_the_spelling_check(host: str) -> None:
+    refuse_numeric_spelling(host)
