@@ -12,15 +12,18 @@ from typing import Any
 import aiohttp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from . import web
 from .config import Settings
 from .db import Database
 from .errors import ApiError
 from .fetch import Fetcher, FetchLimits
 from .jobs import JobRunner, Pipeline
 from .netguard import guarded_connector
+from .logs import RequestIdMiddleware
 from .routes import ROUTES, Services
 from .storage import Storage
 
@@ -46,7 +49,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield {"services": services}
 
     return Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *web.ROUTES],
+        middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,
