@@ -105,8 +105,7 @@ def _refusal(exc: urllib.error.HTTPError) -> str:
     except ValueError:
         return f"HTTP {exc.code} {exc.reason}"
     problems = [
-        f"  line {p.get('line')}" + (f", {p['column']}" if p.get("column") else "")
-        + f": {p.get('message')}"
+        "  " + ": ".join(str(p[k]) for k in ("line", "column", "message") if p.get(k))
         for p in body.get("errors", [])
     ]
     return "\n".join([str(body.get("detail", exc.reason)), *problems])

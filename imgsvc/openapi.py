@@ -60,8 +60,9 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Problem": {
-        "type": "object", "required": ["line", "message"],
-        "properties": {"line": {"type": "integer"}, "column": _nullable("string"),
+        "type": "object", "required": ["message"],
+        "description": "`line` (the header is line 1) and `column` are left out when unknown",
+        "properties": {"line": {"type": "integer"}, "column": {"type": "string"},
                        "message": {"type": "string"}},
     },
     "JobState": {"type": "string",
@@ -201,6 +202,12 @@ def _file(description: str, media: str) -> dict[str, Any]:
             "content": {media: {"schema": {"type": "string", "format": "binary"}}}}  # fmt: skip
 
 
+SSE_EVENT = {
+    "type": "object", "required": ["data"],
+    "description": "one event; `data` is JSON: the status object (`done` adds the links)",
+    "properties": {"event": {"type": "string", "enum": ["progress", "done", "error"]},
+                   "data": {"type": "string"}},
+}  # fmt: skip
 NOT_FINISHED = ("409", "the job has not ended yet")
 
 
@@ -229,7 +236,7 @@ def paths() -> dict[str, Any]:
             "Live progress as server-sent events: `progress` (the status object) as it "
             "changes, then one `done` (the status object and links)",
             {"description": "an event stream", "content": {"text/event-stream": {
-                "schema": {"type": "string"}}}})},
+                "schema": SSE_EVENT}}})},
         "/api/download/{request_id}": {"get": _by_id(
             "The results CSV", _file("the results CSV", "text/csv"), NOT_FINISHED)},
         "/api/archive/{request_id}": {"get": _by_id(

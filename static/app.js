@@ -34,7 +34,7 @@ function showProblems(error) {
   const problems = (error.body && error.body.errors) || [];
   if (problems.length) {
     box.append(el("ul", {}, ...problems.map((p) =>
-      el("li", {}, `Line ${p.line}${p.column ? `, ${p.column}` : ""}: ${p.message}`))));
+      el("li", {}, [p.line && `Line ${p.line}`, p.column].filter(Boolean).concat(p.message).join(": ")))));
   }
   box.hidden = false;
 }
