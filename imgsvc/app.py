@@ -22,8 +22,8 @@ from .db import Database
 from .errors import ApiError
 from .fetch import Fetcher, FetchLimits
 from .jobs import JobRunner, Pipeline
-from .netguard import guarded_connector
 from .logs import RequestIdMiddleware
+from .netguard import guarded_connector
 from .routes import ROUTES, Services
 from .storage import Storage
 

@@ -33,7 +33,7 @@ class _Pipe:
         self._send = send
         self._buffer = bytearray()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes, /) -> int:
         self._buffer += data
         if len(self._buffer) >= CHUNK:
             self.flush()
@@ -44,6 +44,9 @@ class _Pipe:
             chunk, self._buffer = bytes(self._buffer), bytearray()
             anyio.from_thread.run(self._send.send, chunk)
 
+    def close(self) -> None:
+        """Nothing to release: the stream is closed by whoever made it."""
+
 
 def archive_name(job_id: str) -> str:
     return f"imgsvc-{job_id}.zip"
@@ -52,9 +55,7 @@ def archive_name(job_id: str) -> str:
 async def zip_stream(db: Database, storage: Storage, job_id: str) -> AsyncIterator[bytes]:
     """The zip's bytes: `results-<id>.csv`, then `images/<output name>` for every image."""
     send, receive = anyio.create_memory_object_stream[bytes](BUFFERED_CHUNKS)
-    writer = asyncio.create_task(
-        anyio.to_thread.run_sync(_write_zip, db, storage, job_id, send)
-    )
+    writer = asyncio.create_task(anyio.to_thread.run_sync(_write_zip, db, storage, job_id, send))
     try:
         async with receive:
             async for chunk in receive:
@@ -70,7 +71,7 @@ def _write_zip(
 ) -> None:
     try:
         pipe = _Pipe(send)
-        with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED) as archive:  # type: ignore[arg-type]
+        with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED) as archive:
             archive.write(storage.results_path(job_id), f"results-{job_id}.csv")
             for name in _output_names(db, job_id):
                 archive.write(storage.image_path(name), f"images/{name}")

@@ -104,8 +104,12 @@ def _refusal(exc: urllib.error.HTTPError) -> str:
         body = json.load(exc)
     except ValueError:
         return f"HTTP {exc.code} {exc.reason}"
-    problems = [
-        "  " + ": ".join(str(p[k]) for k in ("line", "column", "message") if p.get(k))
-        for p in body.get("errors", [])
-    ]
+    problems = [f"  {_where(p)}{p.get('message')}" for p in body.get("errors", [])]
     return "\n".join([str(body.get("detail", exc.reason)), *problems])
+
+
+def _where(problem: dict[str, Any]) -> str:
+    """`line 4, Input Image Urls: ` for a CSV problem, leaving out what is unknown."""
+    parts = [f"line {problem['line']}"] if problem.get("line") else []
+    parts += [problem["column"]] if problem.get("column") else []
+    return f"{', '.join(parts)}: " if parts else ""

@@ -209,7 +209,7 @@ class Database:
         rows = await self._reader.execute_fetchall(
             "SELECT status, COUNT(*) FROM jobs GROUP BY status"
         )
-        return {status: count for status, count in rows}
+        return {str(status): int(count) for status, count in rows}
 
     # -- images ----------------------------------------------------------------------------
 

@@ -167,10 +167,15 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _upload() -> dict[str, Any]:
-    form = {"type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary"}, **UPLOAD_FIELDS}}
-    query = [{"name": name, "in": "query", "required": False, "schema": schema}
-             for name, schema in UPLOAD_FIELDS.items()]
+    form = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}, **UPLOAD_FIELDS},
+    }
+    query = [
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in UPLOAD_FIELDS.items()
+    ]
     return {
         "summary": "Upload a CSV of products and image URLs; the job starts at once",
         "description": "Send a multipart form with `file`, or a `text/csv` body with the "
@@ -213,19 +218,28 @@ NOT_FINISHED = ("409", "the job has not ended yet")
 
 def paths() -> dict[str, Any]:
     """Every route of the API, its parameters and each answer it can give."""
-    details = _by_id("Status, options and a page of products with every image's outcome",
-                     _json("the details", "Details"), ("400", "offset or limit out of range"))
+    details = _by_id(
+        "Status, options and a page of products with every image's outcome",
+        _json("the details", "Details"),
+        ("400", "offset or limit out of range"),
+    )
     details["parameters"] = [ID_PARAM, *_paged(1000, 1000)]
     image = {
         "summary": "One output image (immutable; ETag and If-None-Match supported)",
-        "parameters": [{"name": "filename", "in": "path", "required": True,
-                        "schema": {"type": "string"}}],
+        "parameters": [
+            {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
         "responses": {
-            "200": {"description": "the image", "content": {
-                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                "image/webp": {"schema": {"type": "string", "format": "binary"}}}},
+            "200": {
+                "description": "the image",
+                "content": {
+                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                    "image/webp": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
             "304": {"description": "not modified"},
-            "404": _error("no such image")},
+            "404": _error("no such image"),
+        },
     }
     return {
         "/api/upload": {"post": _upload()},

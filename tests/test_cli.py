@@ -77,13 +77,14 @@ async def test_refusals_name_the_problem_and_exit_2(service: Service, tmp_path: 
     path.write_text("S. No.,Product Name,Input Image Urls\n1,,ftp://x/a.jpg\n")
     code, out, err = await imgsvc("submit", str(path), "--server", service.url)
     assert (code, out) == (2, "")
-    assert "line 2" in err and "Product Name" in err
+    assert "  line 2, Product Name: the product name is empty" in err
 
     code, _, err = await imgsvc("status", "nope", "--server", service.url)
     assert (code, err.strip()) == (2, "imgsvc: the request id was not found")
 
     code, _, err = await imgsvc("submit", str(tmp_path / "absent.csv"), "--server", service.url)
-    assert code == 2 and "absent.csv: no such file" in err
+    assert code == 2
+    assert "absent.csv: no such file" in err
 
 
 async def test_help_reads_well() -> None:
@@ -124,8 +125,9 @@ async def test_serve_takes_its_flags_and_logs_json_lines(tmp_path: Path) -> None
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.1)
             async with client.post(
-                f"http://127.0.0.1:{port}/api/upload", data=b"x", headers={
-                    "Content-Type": "text/csv", "X-Request-ID": "upload-7"}
+                f"http://127.0.0.1:{port}/api/upload",
+                data=b"x",
+                headers={"Content-Type": "text/csv", "X-Request-ID": "upload-7"},
             ) as response:
                 assert response.status == 400
     finally:
@@ -138,4 +140,20 @@ async def test_serve_takes_its_flags_and_logs_json_lines(tmp_path: Path) -> None
     lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
     assert len(lines) == len(err.decode().splitlines()), "every line is JSON"
     upload = [line for line in lines if line.get("request_id") == "upload-7"]
-    assert upload and upload[-1]["path"] == "/api/upload" and upload[-1]["status"] == 400
+    assert (upload[-1]["path"], upload[-1]["status"]) == ("/api/upload", 400)
+
+
+async def test_make_demo_runs_offline_to_the_results(tmp_path: Path) -> None:
+    env = {**os.environ, "DEMO_PORT": str(free_port()), "DEMO_HOST_PORT": str(free_port())}
+    root = Path(__file__).resolve().parent.parent
+    process = await asyncio.create_subprocess_exec(
+        "bash", "scripts/demo.sh", cwd=root, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(100):
+        out, _ = await process.communicate()
+    text = out.decode()
+    assert process.returncode == 0, text
+    assert "completed: 12 of 12 images produced" in text
+    assert "S. No.,Product Name,Input Image Urls,Output Image Urls" in text
+    assert text.count("/api/image/") == 12

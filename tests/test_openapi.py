@@ -11,6 +11,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -38,6 +39,7 @@ def fuzz(base_url: str, document: dict[str, Any], real_id: str) -> list[str]:
     tested: list[str] = []
     with requests.Session() as session:
         for result in schema.get_all_operations():
+            assert isinstance(result, Ok), result
             operation = result.ok()
 
             @settings(max_examples=EXAMPLES, deadline=None, database=None,
