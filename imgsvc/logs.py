@@ -25,7 +25,8 @@ JOB_ID: ContextVar[str | None] = ContextVar("job_id", default=None)
 # A client's own id is kept when it is safe to write into logs and headers.
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 QUIET_PATHS = ("/livez", "/readyz", "/metrics")  # probes and scrapes: logged at debug
-RECORD_FIELDS = set(vars(logging.makeLogRecord({})))
+# Attributes every record has, and uvicorn's terminal-coloured copy of its message.
+RECORD_FIELDS = {*vars(logging.makeLogRecord({})), "color_message"}
 
 log = logging.getLogger("imgsvc.http")
 

@@ -246,11 +246,13 @@ def paths() -> dict[str, Any]:
         "/api/status/{request_id}": {"get": _by_id("Status and progress of a job",
                                                    _json("the status", "Status"))},
         "/api/details/{request_id}": {"get": details},
-        "/api/events/{request_id}": {"get": _by_id(
-            "Live progress as server-sent events: `progress` (the status object) as it "
-            "changes, then one `done` (the status object and links)",
+        "/api/events/{request_id}": {"get": {**_by_id(
+            "Live progress as server-sent events",
             {"description": "an event stream", "content": {"text/event-stream": {
-                "schema": SSE_EVENT}}})},
+                "schema": SSE_EVENT}}}),
+            "description": "`progress` events carry the status object whenever it changes; "
+                           "one `done` event (the status object and the result links) ends "
+                           "the stream. Try `curl -N`."}},
         "/api/download/{request_id}": {"get": _by_id(
             "The results CSV", _file("the results CSV", "text/csv"), NOT_FINISHED)},
         "/api/archive/{request_id}": {"get": _by_id(
