@@ -16,13 +16,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import images
+from . import images, web
 from .auth import ApiKeyAuth
 from .config import Settings
 from .db import Database
 from .errors import ApiError
 from .fetch import Fetcher, FetchLimits
 from .jobs import JobRunner, Pipeline
+from .logs import RequestIdMiddleware
 from .netguard import guarded_connector
 from .routes import ROUTES, Services
 from .storage import Storage
@@ -52,9 +53,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield {"services": services}
 
     return Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *web.ROUTES],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            *([Middleware(ApiKeyAuth, keys=settings.api_keys)] if settings.api_keys else []),
+        ],
         lifespan=lifespan,
-        middleware=[Middleware(ApiKeyAuth, keys=settings.api_keys)] if settings.api_keys else [],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

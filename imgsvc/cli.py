@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from . import client
 from .config import Settings, SettingsError
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+FAILED, UNREACHABLE = 1, 2  # exit codes: the job failed; the service refused or is away
+EPILOG = """\
+examples:
+  imgsvc serve --port 8000 --data-dir ./storage
+  imgsvc submit products.csv --watch          # upload, show progress, print the results
+  imgsvc submit products.csv --quality 70 --format webp
+  imgsvc status 3f0c9a...                     # the status object as JSON
+
+exit status: 0 when the job completed (some images may have failed; the output says how
+many), 1 when it failed or was cancelled, 2 when the service refused the request or could
+not be reached. IMGSVC_SERVER sets the default --server.
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,35 +35,49 @@ def main(argv: list[str] | None = None) -> None:
         args.run(args)
     except SettingsError as exc:
         sys.exit(f"imgsvc: {exc}")
+    except client.ClientError as exc:
+        print(f"imgsvc: {exc}", file=sys.stderr)
+        sys.exit(UNREACHABLE)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imgsvc",
         description="Compress the product images listed in a CSV, and write a results CSV.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_serve(commands)
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument(
+        "--server", default=os.environ.get("IMGSVC_SERVER", DEFAULT_SERVER),
+        help=f"the service's base URL (IMGSVC_SERVER; default {DEFAULT_SERVER})",
+    )  # fmt: skip
+    server.add_argument(
+        "--watch", action="store_true",
+        help="show a progress bar until the job ends, then print where the results are",
+    )  # fmt: skip
 
-    serve = commands.add_parser("serve", help="run the service (settings: IMGSVC_* variables)")
-    serve.add_argument("--host", help="address to listen on (IMGSVC_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (IMGSVC_PORT, 8000)")
-    serve.add_argument("--data-dir", type=Path, help="SQLite file and images (IMGSVC_DATA_DIR)")
-    serve.add_argument("--public-url", help="base of URLs in results (IMGSVC_PUBLIC_URL)")
-    serve.add_argument("--cpu-workers", type=int, help="Pillow threads (IMGSVC_CPU_WORKERS)")
-    serve.add_argument(
-        "--fetch-concurrency", type=int, help="downloads in flight (IMGSVC_FETCH_CONCURRENCY)"
+    submit = commands.add_parser(
+        "submit", parents=[server], help="upload a CSV; with --watch, follow it to the end",
+        description="Upload a CSV of products and image URLs. Prints the answer as JSON, "
+        "or with --watch a progress bar and the results' URLs.",
+    )  # fmt: skip
+    submit.add_argument("file", type=Path, metavar="FILE.csv", help="the products CSV")
+    submit.add_argument("--quality", type=int, help="JPEG/WebP quality, 1-95 (default 50)")
+    submit.add_argument("--format", choices=["jpeg", "webp"], help="output format (jpeg)")
+    submit.add_argument("--max-dimension", type=int, help="longest side of outputs, px")
+    submit.add_argument("--webhook-url", help="called when the job ends")
+    submit.set_defaults(run=_submit)
+
+    status = commands.add_parser(
+        "status", parents=[server], help="print the status of a request as JSON"
     )
-    serve.set_defaults(run=_serve)
-
-    for name, text in (("submit", "upload a CSV and print the answer"),
-                       ("status", "print the status of a request")):  # fmt: skip
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("target", metavar="FILE.csv" if name == "submit" else "ID")
-        sub.add_argument(
-            "--server", default=os.environ.get("IMGSVC_SERVER", DEFAULT_SERVER),
-            help=f"the service's base URL (IMGSVC_SERVER, {DEFAULT_SERVER})",
-        )  # fmt: skip
-        sub.set_defaults(run=_submit if name == "submit" else _status)
+    status.add_argument("request_id", metavar="ID", help="the request id submit printed")
+    status.set_defaults(run=_status)
 
     secret = commands.add_parser(
         "webhook-secret", help="print the secret that signs webhooks (generated if there is none)"
@@ -63,9 +87,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the service",
+        description="Run the service. Flags override the IMGSVC_* variables named in brackets.",
+    )  # fmt: skip
+    flag = serve.add_argument
+    flag("--host", help="address to listen on [IMGSVC_HOST] (127.0.0.1)")
+    flag("--port", type=int, help="port to listen on [IMGSVC_PORT] (8000)")
+    flag("--data-dir", type=Path, help="SQLite file and images [IMGSVC_DATA_DIR] (./storage)")
+    flag("--public-url", help="base of the URLs in results [IMGSVC_PUBLIC_URL]")
+    flag("--jpeg-quality", type=int, help="default quality, 1-95 [IMGSVC_JPEG_QUALITY] (50)")
+    flag("--job-workers", type=int, help="jobs run at once [IMGSVC_JOB_WORKERS] (4)")
+    flag("--cpu-workers", type=int, help="Pillow threads [IMGSVC_CPU_WORKERS] (cores)")
+    flag("--fetch-concurrency", type=int,
+         help="downloads in flight [IMGSVC_FETCH_CONCURRENCY] (32)")  # fmt: skip
+    flag("--allow-private-urls", action="store_true", default=None,
+         help="fetch from private and loopback addresses, for development "
+              "[IMGSVC_ALLOW_PRIVATE_URLS]")  # fmt: skip
+    flag("--log-format", choices=["auto", "json", "text"], default="auto",
+         help="log lines as JSON or text; auto: text on a terminal, else JSON")  # fmt: skip
+    serve.set_defaults(run=_serve)
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from . import logs
     from .app import create_app
 
     settings = Settings.from_env(
@@ -73,28 +121,52 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         data_dir=args.data_dir,
         public_url=args.public_url.rstrip("/") if args.public_url else None,
+        jpeg_quality=args.jpeg_quality,
+        job_workers=args.job_workers,
         cpu_workers=args.cpu_workers,
         fetch_concurrency=args.fetch_concurrency,
+        allow_private_urls=args.allow_private_urls,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(None if args.log_format == "auto" else args.log_format == "json")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        log_level="info",
+        log_config=None,  # keep the handlers logs.configure set
+        access_log=False,  # the request middleware logs each request, with its id
         timeout_graceful_shutdown=10,
     )
 
 
 def _submit(args: argparse.Namespace) -> None:
-    data = Path(args.target).read_bytes()
-    _print(_call("POST", f"{args.server}/api/upload", data, "text/csv"))
+    if not args.file.is_file():
+        raise client.ClientError(f"{args.file}: no such file")
+    options = {
+        "quality": str(args.quality or ""),
+        "format": args.format or "",
+        "max_dimension": str(args.max_dimension or ""),
+        "webhook_url": args.webhook_url or "",
+    }
+    answer = client.upload(args.server.rstrip("/"), args.file, options)
+    if not args.watch:
+        _print(answer)
+        return
+    print(f"{answer['message']}; request id {answer['request_id']}", file=sys.stderr)
+    _finish(client.watch(answer["events_url"]))
 
 
 def _status(args: argparse.Namespace) -> None:
-    _print(_call("GET", f"{args.server}/api/status/{urllib.parse.quote(args.target)}"))
+    server = args.server.rstrip("/")
+    request_id = urllib.parse.quote(args.request_id, safe="")
+    if args.watch:
+        status = client.call("GET", f"{server}/api/status/{request_id}")
+        if status["status"] not in ("completed", "failed", "cancelled"):
+            status = client.watch(f"{server}/api/events/{request_id}")
+        _finish(status | _links(server, request_id))
+        return
+    _print(client.call("GET", f"{server}/api/status/{request_id}"))
 
 
 def _webhook_secret(args: argparse.Namespace) -> None:
@@ -106,19 +178,22 @@ def _webhook_secret(args: argparse.Namespace) -> None:
         print(secret)
 
 
-def _call(method: str, url: str, data: bytes | None = None, ctype: str = "") -> Any:
-    headers = {"Content-Type": ctype} if ctype else {}
-    if key := os.environ.get("IMGSVC_API_KEY", "").strip():  # one of the server's keys
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(url, data, headers, method=method)  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        body = json.load(exc)
-        sys.exit(f"imgsvc: {body.get('detail', exc.reason)}")
-    except urllib.error.URLError as exc:
-        sys.exit(f"imgsvc: cannot reach {url}: {exc.reason}")
+def _finish(final: dict[str, Any]) -> None:
+    """Print the outcome and where the results are; exit 1 unless the job completed."""
+    print(final["message"])
+    if final["status"] != "completed":
+        sys.exit(FAILED)
+    print(f"results CSV: {final['download_url']}")
+    print(f"all images:  {final['archive_url']}")
+    print(f"details:     {final['details_url']}")
+
+
+def _links(server: str, request_id: str) -> dict[str, str]:
+    return {
+        "download_url": f"{server}/api/download/{request_id}",
+        "details_url": f"{server}/api/details/{request_id}",
+        "archive_url": f"{server}/api/archive/{request_id}",
+    }
 
 
 def _print(body: Any) -> None:

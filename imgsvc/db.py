@@ -263,6 +263,13 @@ class Database:
             cursor = await db.execute(sql, args)
             return cursor.rowcount == 1
 
+    async def jobs_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (for metrics)."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT status, COUNT(*) FROM jobs GROUP BY status"
+        )
+        return {str(status): int(count) for status, count in rows}
+
     # -- images ----------------------------------------------------------------------------
 
     async def pending_images(

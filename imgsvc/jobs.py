@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
-from . import csvio, images
+from . import csvio, images, logs, metrics
 from .db import Database
 from .fetch import Fetcher, FetchError
 from .models import ImageRecord, ImageStatus, Job, JobStatus
@@ -71,12 +71,18 @@ class JobRunner:
         self._queue.put_nowait(job_id)
 
     @property
+    def queue_depth(self) -> int:
+        """Jobs queued and not yet taken by a worker."""
+        return self._queue.qsize()
+
+    @property
     def alive(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     async def _work(self) -> None:
         while True:
             job_id = await self._queue.get()
+            logs.JOB_ID.set(job_id)  # every log line of this job carries its id
             try:
                 await self._run(job_id)
             except asyncio.CancelledError:
@@ -161,11 +167,14 @@ class _JobRun:
 
     async def _take(self) -> None:
         while (url := await self._urls.get()) is not None:
-            await self._recorder.add(await self._produce(url))
+            record = await self._produce(url)
+            metrics.record_image(record)
+            await self._recorder.add(record)
 
     async def _produce(self, url: str) -> ImageRecord:
         try:
-            data = await self._p.fetcher.fetch(url)
+            with metrics.FETCH_SECONDS.time():
+                data = await self._p.fetcher.fetch(url)
         except FetchError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message)
         name = image_name(self._job.id, url, self._options.format.extension)
@@ -173,9 +182,10 @@ class _JobRun:
             images.compress, data, options=self._options, max_pixels=self._p.max_pixels
         )
         try:
-            result, size = await asyncio.get_running_loop().run_in_executor(
-                self._p.pool, self._p.storage.write_image, name, encode
-            )
+            with metrics.COMPRESS_SECONDS.time():
+                result, size = await asyncio.get_running_loop().run_in_executor(
+                    self._p.pool, self._p.storage.write_image, name, encode
+                )
         except images.ImageError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
         return ImageRecord(
