@@ -80,7 +80,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX images_by_url ON images (job_id, url);
     CREATE INDEX images_by_status ON images (job_id, status, product_seq);
     """,
+    # Lifecycle: a retried upload finds its job by key; a cancel is recorded before it is
+    # carried out, so a crash halfway through is finished at the next start.
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE jobs ADD COLUMN upload_digest TEXT;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+    """,
 )
+TERMINAL = "('completed', 'failed', 'cancelled')"
 
 JOB_COLUMNS = (
     "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
@@ -136,8 +147,13 @@ class Database:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def create_job(self, job: Job, products: Sequence[Product]) -> None:
-        """Insert a job with all its products and images in one transaction."""
+    async def create_job(
+        self, job: Job, products: Sequence[Product], idempotency: tuple[str, str] | None = None
+    ) -> None:
+        """Insert a job with all its products and images in one transaction.
+
+        `idempotency` is (key, digest of the upload); a key already taken raises
+        sqlite3.IntegrityError and nothing is inserted."""
         async with self._transaction() as db:
             await db.execute(
                 f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",
@@ -158,6 +174,11 @@ class Database:
                     for pos, url in enumerate(p.urls)
                 ),
             )
+            if idempotency is not None:
+                await db.execute(
+                    "UPDATE jobs SET idempotency_key = ?, upload_digest = ? WHERE id = ?",
+                    (*idempotency, job.id),
+                )
 
     async def get_job(self, job_id: str) -> Job | None:
         rows = await self._reader.execute_fetchall(
@@ -311,6 +332,114 @@ class Database:
             )
             for seq, line, serial, name, cells in products
         ]
+
+    # -- lifecycle: idempotency, cancel, retry, failure, retention ---------------------------
+
+    async def job_by_idempotency_key(self, key: str) -> tuple[Job, str] | None:
+        """The job an upload with this Idempotency-Key created, and that upload's digest."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS}, upload_digest FROM jobs WHERE idempotency_key = ?", (key,)
+        )
+        if not rows:
+            return None
+        row = next(iter(rows))
+        return _job(row[:-1]), row[-1]
+
+    async def request_cancel(self, job_id: str) -> bool:
+        """Record that a job is to be cancelled; False if it has already ended."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE jobs SET cancel_requested = 1, updated_at = ? "
+                f"WHERE id = ? AND status NOT IN {TERMINAL}",
+                (now(), job_id),
+            )
+            return cursor.rowcount == 1
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        rows = await self._reader.execute_fetchall(
+            "SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)
+        )
+        return bool(rows) and bool(next(iter(rows))[0])
+
+    async def end_job(self, job_id: str, status: JobStatus, message: str) -> bool:
+        """Move a job that has not ended yet to the terminal `status`; True if it moved."""
+        stamp = now()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? "
+                f"WHERE id = ? AND status NOT IN {TERMINAL}",
+                (status, message, stamp, stamp, job_id),
+            )
+            return cursor.rowcount == 1
+
+    async def fail_pending_images(self, job_id: str, code: str, message: str) -> int:
+        """End every pending image of a job as failed with `code`; how many there were."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, error_code = ?, error_message = ? "
+                "WHERE job_id = ? AND status = ?",
+                (ImageStatus.FAILED, code, message, job_id, ImageStatus.PENDING),
+            )
+            await self._update_counters(db, job_id, {ImageStatus.FAILED: cursor.rowcount})
+            return cursor.rowcount
+
+    async def retry_failed(self, job_id: str) -> int | None:
+        """Put an ended job's failed images back to pending and the job with them.
+
+        None if the job has not ended; otherwise how many images were re-queued (0: nothing
+        changed)."""
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                f"SELECT status IN {TERMINAL} FROM jobs WHERE id = ?", (job_id,)
+            )
+            if not rows or not next(iter(rows))[0]:
+                return None
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, output_name = NULL, error_code = NULL, "
+                "error_message = NULL, bytes_in = NULL, bytes_out = NULL, width = NULL, "
+                "height = NULL WHERE job_id = ? AND status = ?",
+                (ImageStatus.PENDING, job_id, ImageStatus.FAILED),
+            )
+            count = cursor.rowcount
+            if count:
+                await self._update_counters(db, job_id, {ImageStatus.FAILED: -count})
+                await db.execute(
+                    "UPDATE jobs SET status = ?, message = '', completed_at = NULL, "
+                    "cancel_requested = 0 WHERE id = ?",
+                    (JobStatus.PENDING, job_id),
+                )
+            return count
+
+    async def job_urls(
+        self, job_id: str, after: str, limit: int, status: ImageStatus | None = None
+    ) -> list[str]:
+        """A page of a job's distinct URLs (with `status` only) in order, after `after`."""
+        sql = "SELECT DISTINCT url FROM images WHERE job_id = ? AND url > ?"
+        args: tuple[Any, ...] = (job_id, after)
+        if status is not None:
+            sql += " AND status = ?"
+            args += (status,)
+        rows = await self._reader.execute_fetchall(f"{sql} ORDER BY url LIMIT ?", (*args, limit))
+        return [r[0] for r in rows]
+
+    async def expired_jobs(self, cutoff: str, limit: int) -> list[Job]:
+        """Jobs that ended before `cutoff` (an ISO time), oldest first."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at < ? AND status IN {TERMINAL} "
+            "ORDER BY completed_at LIMIT ?",
+            (cutoff, limit),
+        )
+        return [_job(r) for r in rows]
+
+    async def delete_job(self, job_id: str, cutoff: str) -> bool:
+        """Delete an ended job older than `cutoff` with its products and images."""
+        async with self._transaction() as db:
+            # products and images go with it: ON DELETE CASCADE
+            cursor = await db.execute(
+                f"DELETE FROM jobs WHERE id = ? AND completed_at < ? AND status IN {TERMINAL}",
+                (job_id, cutoff),
+            )
+            return cursor.rowcount == 1
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
