@@ -15,11 +15,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from . import control, retention
 from .config import Settings
 from .db import Database
 from .errors import ApiError
 from .fetch import Fetcher, FetchLimits
 from .jobs import JobRunner, Pipeline
+from .lifecycle import DataDirInUse, Lifecycle, owning
 from .netguard import guarded_connector
 from .routes import ROUTES, Services
 from .storage import Storage
@@ -40,13 +42,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The service as an ASGI app; nothing starts until the lifespan runs."""
     settings = settings or Settings.from_env()
 
+    lifecycle = Lifecycle(settings.shutdown_grace)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with _services(settings) as services:
-            yield {"services": services}
+        try:
+            with owning(settings.data_dir):
+                async with _services(settings, lifecycle) as services:
+                    yield {"services": services}
+        except DataDirInUse as exc:
+            log.error("imgsvc cannot start: %s", exc)
+            raise
 
-    return Starlette(
-        routes=ROUTES,
+    app = Starlette(
+        routes=[*ROUTES, *control.ROUTES],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,
@@ -54,10 +63,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _server_error,
         },
     )
+    app.state.lifecycle = lifecycle  # the server's signal handling drains through it
+    return app
 
 
 @asynccontextmanager
-async def _services(settings: Settings) -> AsyncIterator[Services]:
+async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[Services]:
     storage = Storage(settings.data_dir)
     await asyncio.to_thread(storage.prepare)
     db = await Database.open(storage.database)
@@ -82,9 +93,17 @@ async def _services(settings: Settings) -> AsyncIterator[Services]:
     )
     runner = JobRunner(pipeline, settings.job_workers)
     await runner.start()
+    cleaner = None
+    if settings.retention_days:
+        cleaner = asyncio.create_task(retention.keep_clean(db, storage, settings.retention_days))
+    lifecycle.ready(runner)
     try:
-        yield Services(settings, db, storage, runner)
+        yield Services(settings, db, storage, runner, lifecycle)
     finally:
+        await lifecycle.drain()
+        if cleaner is not None:
+            cleaner.cancel()
+            await asyncio.gather(cleaner, return_exceptions=True)
         await runner.stop()
         await session.close()
         await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

@@ -16,6 +16,7 @@ from typing import Any
 from .config import Settings, SettingsError
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app could not start
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,6 +62,7 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from .app import create_app
+    from .lifecycle import DataDirInUse, GracefulServer, check_free
 
     settings = Settings.from_env(
         host=args.host,
@@ -70,9 +72,14 @@ def _serve(args: argparse.Namespace) -> None:
         cpu_workers=args.cpu_workers,
         fetch_concurrency=args.fetch_concurrency,
     )
+    try:
+        check_free(settings.data_dir)
+    except DataDirInUse as exc:
+        sys.exit(f"imgsvc: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -80,6 +87,10 @@ def _serve(args: argparse.Namespace) -> None:
         log_level="info",
         timeout_graceful_shutdown=10,
     )
+    server = GracefulServer(config, app.state.lifecycle)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _submit(args: argparse.Namespace) -> None:

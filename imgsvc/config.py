@@ -43,6 +43,7 @@ class Settings:
     fetch_timeout: float = 30.0
     fetch_retries: int = 2
     retention_days: int = 0
+    shutdown_grace: float = 10.0  # seconds images in flight get to finish on SIGTERM
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,6 +77,10 @@ class Settings:
                 raise SettingsError(f"IMGSVC_{name.upper()} must be at least 1")
         if self.fetch_timeout <= 0:
             raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
+        if self.retention_days < 0 or self.shutdown_grace < 0:
+            raise SettingsError(
+                "IMGSVC_RETENTION_DAYS and IMGSVC_SHUTDOWN_GRACE cannot be negative"
+            )
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some values changed (used by tests and the CLI)."""

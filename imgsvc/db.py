@@ -103,6 +103,10 @@ IMAGE_COLUMNS = (
 )
 
 
+class KeyTaken(Exception):
+    """An Idempotency-Key is already stored with another job."""
+
+
 def now() -> str:
     """The current time as the API shows it: ISO 8601, UTC, milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -152,8 +156,18 @@ class Database:
     ) -> None:
         """Insert a job with all its products and images in one transaction.
 
-        `idempotency` is (key, digest of the upload); a key already taken raises
-        sqlite3.IntegrityError and nothing is inserted."""
+        `idempotency` is (key, digest of the upload); a key already taken raises KeyTaken
+        and nothing is inserted."""
+        try:
+            await self._create_job(job, products, idempotency)
+        except sqlite3.IntegrityError as exc:
+            if idempotency is None or "idempotency_key" not in str(exc):
+                raise
+            raise KeyTaken(idempotency[0]) from None
+
+    async def _create_job(
+        self, job: Job, products: Sequence[Product], idempotency: tuple[str, str] | None
+    ) -> None:
         async with self._transaction() as db:
             await db.execute(
                 f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",

@@ -11,11 +11,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from . import csvio, payloads
+from . import csvio, idempotency, payloads
 from .config import Settings
-from .db import Database, now
+from .db import Database, KeyTaken, now
 from .errors import ApiError, not_found
 from .jobs import JobRunner
+from .lifecycle import Lifecycle, Phase
 from .models import Job, JobStatus
 from .storage import Storage
 from .uploads import read_upload
@@ -31,6 +32,7 @@ class Services:
     db: Database
     storage: Storage
     runner: JobRunner
+    lifecycle: Lifecycle
 
 
 def _services(request: Request) -> Services:
@@ -40,7 +42,11 @@ def _services(request: Request) -> Services:
 
 async def upload(request: Request) -> Response:
     services = _services(request)
+    key = idempotency.header_key(request)
     received = await read_upload(request, services.settings)
+    digest = idempotency.digest(received)
+    if key and (earlier := await idempotency.earlier_answer(services.db, key, digest)):
+        return earlier
     try:
         parsed = await run_in_threadpool(
             csvio.parse_csv, received.data, services.settings.csv_limits
@@ -68,7 +74,14 @@ async def upload(request: Request) -> Response:
         succeeded_images=0,
         failed_images=0,
     )
-    await services.db.create_job(job, parsed.products)
+    services.lifecycle.refuse_when_stopping()
+    try:
+        await services.db.create_job(job, parsed.products, (key, digest) if key else None)
+    except KeyTaken:  # the same key, sent again while the first upload was being stored
+        assert key is not None
+        earlier = await idempotency.earlier_answer(services.db, key, digest)
+        assert earlier is not None
+        return earlier
     services.runner.submit(job.id)
     answer = payloads.upload_answer(job)
     return JSONResponse(answer, 202, headers={"Location": answer["status_url"]})
@@ -143,6 +156,8 @@ async def readyz(request: Request) -> Response:
     writable = await run_in_threadpool(services.storage.writable)
     checks["storage"] = "ok" if writable else "not writable"
     checks["workers"] = "ok" if services.runner.alive else "not running"
+    phase = services.lifecycle.phase
+    checks["service"] = "ok" if phase is Phase.READY else phase.value
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         200 if ready else 503)  # fmt: skip
