@@ -54,11 +54,11 @@ class Served:
 
     async def wait(
         self, request_id: str, until: Callable[[dict[str, Any]], bool] | None = None,
-        timeout: float = 120,
+        limit: float = 120,
     ) -> dict[str, Any]:  # fmt: skip
         """Poll the status until `until` holds (by default: the job has ended)."""
         done = until or (lambda body: body["status"] in ENDED)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while not done(body := (await self.get(f"/api/status/{request_id}"))[1]):
                 await asyncio.sleep(0.1)
         return dict(body)
@@ -66,8 +66,8 @@ class Served:
     def signal(self, sig: int) -> None:
         self.process.send_signal(sig)
 
-    async def exit_code(self, timeout: float = 60) -> int:
-        async with asyncio.timeout(timeout):
+    async def exit_code(self, limit: float = 60) -> int:
+        async with asyncio.timeout(limit):
             return await self.process.wait()
 
 

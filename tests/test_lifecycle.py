@@ -95,7 +95,7 @@ async def test_a_second_serve_on_the_same_folder_exits_at_once(tmp_path: Path) -
         message = err.decode()
         assert f"in use by another imgsvc process (pid {first.process.pid})" in message
         assert "Traceback" not in message
-        status, answer = await first.upload(host.csv(3))  # the owner is unharmed
+        _, answer = await first.upload(host.csv(3))  # the owner is unharmed
         assert (await first.wait(answer["request_id"]))["status"] == "completed"
 
 
