@@ -174,6 +174,8 @@ async def test_a_full_disk_fails_the_job_with_a_clear_reason(tmp_path: Path) -> 
             _, details = await running.get(f"/api/details/{answer['request_id']}")
             errors = [i["error"] for p in details["products"] for i in p["images"]]
             assert {e["code"] for e in errors} == {"storage_error"}
+            running.signal(signal.SIGTERM)
+            assert await running.exit_code() == 0
         assert not list((data / "tmp").glob("*"))
         async with served(data) as running:  # room again: a retry produces them
             status, _ = await running.post(f"/api/retry/{answer['request_id']}")
