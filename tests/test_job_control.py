@@ -77,14 +77,16 @@ async def test_cancel_stops_a_running_job_and_keeps_what_was_produced(tmp_path: 
 
 
 async def test_retry_requeues_only_the_failed_images(tmp_path: Path) -> None:
-    async with gated_host(open_gate=True) as host, served(tmp_path / "data") as running:
+    async with gated_host() as host, served(tmp_path / "data") as running:
         good, missing = host.url("/img/good.jpg"), host.url("/missing/late.jpg")
         text = f'S. No.,Product Name,Input Image Urls\n1,A,"{good},{missing}"\n'
         _, answer = await running.upload(text)
         job_id = answer["request_id"]
+        await host.until_waiting(1)
         status, busy = await running.post(f"/api/retry/{job_id}")
+        assert (status, busy["code"]) == (409, "not_finished")
+        host.gate.set()
         first = await running.wait(job_id)
-        assert busy["code"] in ("not_finished", "nothing_to_retry") or status == 202
         assert first["progress"]["failed_images"] == 1
 
         host.found.add("/missing/late.jpg")
