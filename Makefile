@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test demo bench lint fmt clean screenshot
+.PHONY: install run test crashtest demo bench lint fmt clean screenshot
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgsvc needs Python 3.11 or newer"'
@@ -20,6 +20,9 @@ run: $(INSTALLED)  ## serve on 127.0.0.1:8000 (IMGSVC_* variables configure it)
 
 test: $(INSTALLED)  ## every test
 	$(BIN)/pytest
+
+crashtest: $(INSTALLED)  ## the kill -9 loop, long: CRASH_ROUNDS rounds (default 200)
+	IMGSVC_CRASH_ROUNDS=$${CRASH_ROUNDS:-200} $(BIN)/pytest -s tests/test_crash.py
 
 demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with curl, the results
 	scripts/demo.sh

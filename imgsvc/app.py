@@ -16,13 +16,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import images, web
+from . import control, images, retention, web
 from .auth import ApiKeyAuth
 from .config import Settings
 from .db import Database
 from .errors import ApiError
 from .fetch import Fetcher, FetchLimits
 from .jobs import JobRunner, Pipeline
+from .lifecycle import DataDirInUse, Lifecycle, owning
 from .logs import RequestIdMiddleware
 from .netguard import guarded_connector
 from .routes import ROUTES, Services
@@ -47,13 +48,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The service as an ASGI app; nothing starts until the lifespan runs."""
     settings = settings or Settings.from_env()
 
+    lifecycle = Lifecycle(settings.shutdown_grace)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with _services(settings) as services:
-            yield {"services": services}
+        try:
+            with owning(settings.data_dir):
+                async with _services(settings, lifecycle) as services:
+                    yield {"services": services}
+        except DataDirInUse as exc:
+            log.error("imgsvc cannot start: %s", exc)
+            raise
 
-    return Starlette(
-        routes=[*ROUTES, *web.ROUTES],
+    app = Starlette(
+        routes=[*ROUTES, *control.ROUTES, *web.ROUTES],
         middleware=[
             Middleware(RequestIdMiddleware),
             *([Middleware(ApiKeyAuth, keys=settings.api_keys)] if settings.api_keys else []),
@@ -65,10 +73,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _server_error,
         },
     )
+    app.state.lifecycle = lifecycle  # the server's signal handling drains through it
+    return app
 
 
 @asynccontextmanager
-async def _services(settings: Settings) -> AsyncIterator[Services]:
+async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[Services]:
     storage = Storage(settings.data_dir)
     await asyncio.to_thread(storage.prepare)
     db = await Database.open(storage.database)
@@ -96,9 +106,17 @@ async def _services(settings: Settings) -> AsyncIterator[Services]:
     runner = JobRunner(pipeline, settings.job_workers)
     await runner.start()
     sender = await start_sender(settings, db, storage)
+    cleaner = None
+    if settings.retention_days:
+        cleaner = asyncio.create_task(retention.keep_clean(db, storage, settings.retention_days))
+    lifecycle.ready(runner)
     try:
-        yield Services(settings, db, storage, runner)
+        yield Services(settings, db, storage, runner, lifecycle)
     finally:
+        await lifecycle.drain()
+        if cleaner is not None:
+            cleaner.cancel()
+            await asyncio.gather(cleaner, return_exceptions=True)
         await runner.stop()
         await sender.stop()
         await session.close()

@@ -26,6 +26,7 @@ exit status: 0 when the job completed (some images may have failed; the output s
 many), 1 when it failed or was cancelled, 2 when the service refused the request or could
 not be reached. IMGSVC_SERVER sets the default --server.
 """
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app could not start
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,6 +116,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     from . import logs
     from .app import create_app
+    from .lifecycle import DataDirInUse, GracefulServer, check_free
 
     settings = Settings.from_env(
         host=args.host,
@@ -127,9 +129,14 @@ def _serve(args: argparse.Namespace) -> None:
         fetch_concurrency=args.fetch_concurrency,
         allow_private_urls=args.allow_private_urls,
     )
+    try:
+        check_free(settings.data_dir)
+    except DataDirInUse as exc:
+        sys.exit(f"imgsvc: {exc}")
     logs.configure(None if args.log_format == "auto" else args.log_format == "json")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -138,6 +145,10 @@ def _serve(args: argparse.Namespace) -> None:
         access_log=False,  # the request middleware logs each request, with its id
         timeout_graceful_shutdown=10,
     )
+    server = GracefulServer(config, app.state.lifecycle)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _submit(args: argparse.Namespace) -> None:

@@ -51,6 +51,7 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE
     webhook_timeout: float = 15.0  # seconds for one attempt, answer included
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # repr=False: never logged
+    shutdown_grace: float = 10.0  # seconds images in flight get to finish on SIGTERM
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -84,6 +85,10 @@ class Settings:
                 raise SettingsError(f"IMGSVC_{name.upper()} must be at least 1")
         if self.fetch_timeout <= 0:
             raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
+        if self.retention_days < 0 or self.shutdown_grace < 0:
+            raise SettingsError(
+                "IMGSVC_RETENTION_DAYS and IMGSVC_SHUTDOWN_GRACE cannot be negative"
+            )
         self._validate_webhooks()
         _validate_api_keys(self.api_keys)
 

@@ -115,7 +115,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN owner TEXT;
     CREATE INDEX jobs_by_owner ON jobs (owner, created_at);
     """,
+    # Lifecycle: a retried upload finds its job by key; a cancel is recorded before it is
+    # carried out, so a crash halfway through is finished at the next start.
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE jobs ADD COLUMN upload_digest TEXT;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+    """,
 )
+TERMINAL = "('completed', 'failed', 'cancelled')"
 
 JOB_COLUMNS = (
     "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
@@ -127,6 +138,10 @@ IMAGE_COLUMNS = (
 )
 DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
 ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
+
+
+class KeyTaken(Exception):
+    """An Idempotency-Key is already stored with another job."""
 
 
 def now() -> str:
@@ -182,9 +197,31 @@ class Database:
     # -- jobs ------------------------------------------------------------------------------
 
     async def create_job(
-        self, job: Job, products: Sequence[Product], *, owner: str | None = None
+        self,
+        job: Job,
+        products: Sequence[Product],
+        idempotency: tuple[str, str] | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
-        """Insert a job with all its products and images in one transaction."""
+        """Insert a job with all its products and images in one transaction.
+
+        `idempotency` is (key, digest of the upload); a key already taken raises KeyTaken
+        and nothing is inserted. `owner` is the hash of the API key that created it."""
+        try:
+            await self._create_job(job, products, idempotency, owner)
+        except sqlite3.IntegrityError as exc:
+            if idempotency is None or "idempotency_key" not in str(exc):
+                raise
+            raise KeyTaken(idempotency[0]) from None
+
+    async def _create_job(
+        self,
+        job: Job,
+        products: Sequence[Product],
+        idempotency: tuple[str, str] | None,
+        owner: str | None,
+    ) -> None:
         async with self._transaction() as db:
             await db.execute(
                 f"INSERT INTO jobs ({JOB_COLUMNS}, owner) VALUES ({', '.join('?' * 19)})",
@@ -205,6 +242,11 @@ class Database:
                     for pos, url in enumerate(p.urls)
                 ),
             )
+            if idempotency is not None:
+                await db.execute(
+                    "UPDATE jobs SET idempotency_key = ?, upload_digest = ? WHERE id = ?",
+                    (*idempotency, job.id),
+                )
 
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
         """A job by id; with `owner`, only if that owner created it."""
@@ -394,14 +436,15 @@ class Database:
         """Move a job to a terminal `status` and write its webhook in the same transaction.
 
         `outbox` gets the job as it now stands and returns the webhook message to send (None
-        when the job has no webhook URL); pass `webhooks.outbox_entry`. With `only_from` the
-        job moves only from that state. True if it moved.
+        when the job has no webhook URL); pass `webhooks.outbox_entry`. The job moves only
+        if it has not ended yet (with `only_from`: only from that state). True if it moved.
         """
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal state")
         stamp = now()
         sql = (
-            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? WHERE id = ?"
+            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? "
+            f"WHERE id = ? AND status NOT IN {TERMINAL}"
         )
         args: tuple[Any, ...] = (status, message, stamp, stamp, job_id)
         if only_from is not None:
@@ -489,6 +532,103 @@ class Database:
                 (DeliveryState.PENDING, now(), delivery_id),
             )
         self.outbox_written.set()
+
+    # -- lifecycle: idempotency, cancel, retry, failure, retention ---------------------------
+
+    async def job_by_idempotency_key(self, key: str) -> tuple[Job, str] | None:
+        """The job an upload with this Idempotency-Key created, and that upload's digest."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS}, upload_digest FROM jobs WHERE idempotency_key = ?", (key,)
+        )
+        if not rows:
+            return None
+        row = next(iter(rows))
+        return _job(row[:-1]), row[-1]
+
+    async def request_cancel(self, job_id: str) -> bool:
+        """Record that a job is to be cancelled; False if it has already ended."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE jobs SET cancel_requested = 1, updated_at = ? "
+                f"WHERE id = ? AND status NOT IN {TERMINAL}",
+                (now(), job_id),
+            )
+            return cursor.rowcount == 1
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        rows = await self._reader.execute_fetchall(
+            "SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)
+        )
+        return bool(rows) and bool(next(iter(rows))[0])
+
+    async def fail_pending_images(self, job_id: str, code: str, message: str) -> int:
+        """End every pending image of a job as failed with `code`; how many there were."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, error_code = ?, error_message = ? "
+                "WHERE job_id = ? AND status = ?",
+                (ImageStatus.FAILED, code, message, job_id, ImageStatus.PENDING),
+            )
+            await self._update_counters(db, job_id, {ImageStatus.FAILED: cursor.rowcount})
+            return cursor.rowcount
+
+    async def retry_failed(self, job_id: str) -> int | None:
+        """Put an ended job's failed images back to pending and the job with them.
+
+        None if the job has not ended; otherwise how many images were re-queued (0: nothing
+        changed)."""
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                f"SELECT status IN {TERMINAL} FROM jobs WHERE id = ?", (job_id,)
+            )
+            if not rows or not next(iter(rows))[0]:
+                return None
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, output_name = NULL, error_code = NULL, "
+                "error_message = NULL, bytes_in = NULL, bytes_out = NULL, width = NULL, "
+                "height = NULL WHERE job_id = ? AND status = ?",
+                (ImageStatus.PENDING, job_id, ImageStatus.FAILED),
+            )
+            count = cursor.rowcount
+            if count:
+                await self._update_counters(db, job_id, {ImageStatus.FAILED: -count})
+                await db.execute(
+                    "UPDATE jobs SET status = ?, message = '', completed_at = NULL, "
+                    "cancel_requested = 0 WHERE id = ?",
+                    (JobStatus.PENDING, job_id),
+                )
+            return count
+
+    async def job_urls(
+        self, job_id: str, after: str, limit: int, status: ImageStatus | None = None
+    ) -> list[str]:
+        """A page of a job's distinct URLs (with `status` only) in order, after `after`."""
+        sql = "SELECT DISTINCT url FROM images WHERE job_id = ? AND url > ?"
+        args: tuple[Any, ...] = (job_id, after)
+        if status is not None:
+            sql += " AND status = ?"
+            args += (status,)
+        rows = await self._reader.execute_fetchall(f"{sql} ORDER BY url LIMIT ?", (*args, limit))
+        return [r[0] for r in rows]
+
+    async def expired_jobs(self, cutoff: str, limit: int) -> list[Job]:
+        """Jobs that ended before `cutoff` (an ISO time), oldest first."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at < ? AND status IN {TERMINAL} "
+            "ORDER BY completed_at LIMIT ?",
+            (cutoff, limit),
+        )
+        return [_job(r) for r in rows]
+
+    async def delete_job(self, job_id: str, cutoff: str) -> bool:
+        """Delete an ended job older than `cutoff` with its products and images."""
+        async with self._transaction() as db:
+            # products and images go with it: ON DELETE CASCADE
+            cursor = await db.execute(
+                f"DELETE FROM jobs WHERE id = ? AND completed_at < ? AND status IN {TERMINAL}",
+                (job_id, cutoff),
+            )
+            return cursor.rowcount == 1
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:

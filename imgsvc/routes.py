@@ -11,12 +11,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from . import csvio, payloads
+from . import csvio, idempotency, payloads
 from .auth import request_owner
 from .config import Settings
-from .db import Database, now
+from .db import Database, KeyTaken, now
 from .errors import ApiError, not_found
 from .jobs import JobRunner
+from .lifecycle import Lifecycle, Phase
 from .models import Job, JobStatus
 from .storage import Storage
 from .uploads import read_upload
@@ -33,16 +34,22 @@ class Services:
     db: Database
     storage: Storage
     runner: JobRunner
+    lifecycle: Lifecycle
 
 
-def _services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     services: Services = request.state.services
     return services
 
 
 async def upload(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
+    owner = request_owner(request)
+    key = idempotency.header_key(request, owner)
     received = await read_upload(request, services.settings)
+    digest = idempotency.digest(received)
+    if key and (earlier := await idempotency.earlier_answer(services.db, key, digest)):
+        return earlier
     try:
         parsed = await run_in_threadpool(
             csvio.parse_csv, received.data, services.settings.csv_limits
@@ -70,21 +77,30 @@ async def upload(request: Request) -> Response:
         succeeded_images=0,
         failed_images=0,
     )
-    await services.db.create_job(job, parsed.products, owner=request_owner(request))
+    services.lifecycle.refuse_when_stopping()
+    try:
+        await services.db.create_job(
+            job, parsed.products, (key, digest) if key else None, owner=owner
+        )
+    except KeyTaken:  # the same key, sent again while the first upload was being stored
+        assert key is not None
+        earlier = await idempotency.earlier_answer(services.db, key, digest)
+        assert earlier is not None
+        return earlier
     services.runner.submit(job.id)
     answer = payloads.upload_answer(job)
     return JSONResponse(answer, 202, headers={"Location": answer["status_url"]})
 
 
 async def status(request: Request) -> Response:
-    return JSONResponse(payloads.status_object(await _job(request)))
+    return JSONResponse(payloads.status_object(await job_of(request)))
 
 
 async def details(request: Request) -> Response:
-    job = await _job(request)
+    job = await job_of(request)
     offset = _query_int(request, "offset", 0, 0, job.total_products)
     limit = _query_int(request, "limit", 1000, 1, 1000)
-    db = _services(request).db
+    db = services_of(request).db
     products = await db.products(job.id, offset, limit)
     body = payloads.details_object(job, products, offset, limit)
     body["webhook"] = webhook_object(job, await db.latest_delivery(job.id))
@@ -92,8 +108,8 @@ async def details(request: Request) -> Response:
 
 
 async def download(request: Request) -> Response:
-    job = await _job(request)
-    path = _services(request).storage.results_path(job.id)
+    job = await job_of(request)
+    path = services_of(request).storage.results_path(job.id)
     if not job.status.terminal or not path.exists():
         raise ApiError(
             409,
@@ -106,7 +122,7 @@ async def download(request: Request) -> Response:
 async def image(request: Request) -> Response:
     name = request.path_params["filename"]
     try:
-        path = _services(request).storage.image_path(name)
+        path = services_of(request).storage.image_path(name)
     except ValueError:
         raise not_found("the image") from None
     if not path.is_file():
@@ -122,7 +138,7 @@ async def image(request: Request) -> Response:
 async def jobs(request: Request) -> Response:
     offset = _query_int(request, "offset", 0, 0, 10**9)
     limit = _query_int(request, "limit", 50, 1, 500)
-    found, total = await _services(request).db.list_jobs(
+    found, total = await services_of(request).db.list_jobs(
         offset, limit, owner=request_owner(request)
     )
     return JSONResponse(
@@ -140,7 +156,7 @@ async def livez(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     checks: dict[str, Any] = {}
     try:
         await services.db.ping()
@@ -150,6 +166,8 @@ async def readyz(request: Request) -> Response:
     writable = await run_in_threadpool(services.storage.writable)
     checks["storage"] = "ok" if writable else "not writable"
     checks["workers"] = "ok" if services.runner.alive else "not running"
+    phase = services.lifecycle.phase
+    checks["service"] = "ok" if phase is Phase.READY else phase.value
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         200 if ready else 503)  # fmt: skip
@@ -157,8 +175,8 @@ async def readyz(request: Request) -> Response:
 
 async def redeliver_webhook(request: Request) -> Response:
     """Send a finished job's webhook again, with the same `webhook-id` and fresh retries."""
-    job = await _job(request)
-    db = _services(request).db
+    job = await job_of(request)
+    db = services_of(request).db
     if job.webhook_url is None:
         raise ApiError(409, "no_webhook", "this job was submitted without a webhook_url")
     found = await db.latest_delivery(job.id)
@@ -170,12 +188,12 @@ async def redeliver_webhook(request: Request) -> Response:
     return JSONResponse(webhook_object(job, await db.latest_delivery(job.id)), 202)
 
 
-async def _job(request: Request) -> Job:
+async def job_of(request: Request) -> Job:
     """The job named by the path, if the caller may see it: every /{request_id} route's way in.
 
     With API keys on, another key's job is "not found" too, so ids cannot be probed.
     """
-    job = await _services(request).db.get_job(
+    job = await services_of(request).db.get_job(
         request.path_params["request_id"], owner=request_owner(request)
     )
     if job is None:

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TypeVar
@@ -113,6 +113,10 @@ class Storage:
             finally:
                 part.unlink(missing_ok=True)
         return path.read_text(encoding="ascii").strip()
+
+    def remove_images(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.remove_image(name)
 
     def writable(self) -> bool:
         """Whether a file can be created in the data folder right now."""

@@ -22,15 +22,15 @@ from swagger_ui_bundle import swagger_ui_path
 from . import archive, events, metrics, openapi
 from .errors import ApiError
 from .models import Job
-from .routes import _job, _services
+from .routes import job_of, services_of
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def progress(request: Request) -> Response:
-    job = await _job(request)
-    stream = events.progress_events(_services(request).db, job.id)
+    job = await job_of(request)
+    stream = events.progress_events(services_of(request).db, job.id)
     return StreamingResponse(
         stream,
         media_type="text/event-stream",
@@ -40,9 +40,9 @@ async def progress(request: Request) -> Response:
 
 
 async def zip_archive(request: Request) -> Response:
-    job = await _job(request)
-    _require_finished(job, _services(request).storage.results_path(job.id).exists())
-    services = _services(request)
+    job = await job_of(request)
+    _require_finished(job, services_of(request).storage.results_path(job.id).exists())
+    services = services_of(request)
     return StreamingResponse(
         archive.zip_stream(services.db, services.storage, job.id),
         media_type="application/zip",
@@ -59,7 +59,7 @@ def _require_finished(job: Job, results_exist: bool) -> None:
 
 
 async def prometheus(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     body, content_type = metrics.exposition(
         await services.db.jobs_by_state(), services.runner.queue_depth
     )

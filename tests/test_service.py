@@ -256,7 +256,7 @@ async def test_health_endpoints(service: Service) -> None:
     assert await service.get("/livez") == (200, {"status": "ok"})
     status, body = await service.get("/readyz")
     assert status == 200
-    assert body["checks"] == {"database": "ok", "storage": "ok", "workers": "ok"}
+    assert body["checks"] == {"database": "ok", "storage": "ok", "workers": "ok", "service": "ok"}
 
 
 async def test_a_restart_resumes_without_redoing_work(

@@ -1,0 +1,127 @@
+"""How a job ends: completed, cancelled or failed, always with its results CSV written first.
+
+A job turns terminal only after its results CSV is in place, and every image it accepted
+ends with a status of its own: nothing is dropped, whatever stopped the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from . import csvio, images
+from .db import Database
+from .models import ImageStatus, Job, JobStatus
+from .payloads import image_url
+from .storage import image_name
+from .webhooks import outbox_entry
+
+if TYPE_CHECKING:
+    from .jobs import Pipeline
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+
+
+class StorageFailure(Exception):
+    """Writing into the data folder failed (disk full, no permission): the job cannot go on."""
+
+
+async def finished(pipeline: Pipeline, job_id: str) -> None:
+    """Every image has ended: write the results and mark the job completed (or failed)."""
+    job = await write_results(pipeline, job_id)
+    if job.succeeded_images:
+        status, message = JobStatus.COMPLETED, ""
+    else:
+        status, message = JobStatus.FAILED, "no image could be produced"
+    await pipeline.db.finish_job(
+        job_id, status, message, outbox_entry, only_from=JobStatus.PROCESSING
+    )
+    log.info("job %s %s", job_id, status)
+
+
+async def cancelled(pipeline: Pipeline, job_id: str) -> None:
+    """Cancel what is left; the results CSV lists the images that were produced."""
+    await pipeline.db.cancel_pending_images(job_id)
+    await _remove_cancelled_files(pipeline, job_id)
+    job = await write_results(pipeline, job_id)
+    message = (
+        f"cancelled on request; {job.succeeded_images} of {job.total_images} images "
+        "had been produced"
+    )
+    if await pipeline.db.finish_job(job_id, JobStatus.CANCELLED, message, outbox_entry):
+        log.info("job %s cancelled", job_id)
+
+
+async def failed(pipeline: Pipeline, job_id: str, exc: BaseException) -> None:
+    """End a job that cannot go on: its pending images fail with the reason, none dropped."""
+    if isinstance(exc, StorageFailure):
+        code, reason = "storage_error", str(exc)
+    else:
+        code, reason = "internal_error", f"the job could not run: {exc}"
+    log.error("job %s failed: %s", job_id, reason, exc_info=exc)
+    try:
+        count = await pipeline.db.fail_pending_images(job_id, code, f"not produced: {reason}")
+        await write_results(pipeline, job_id)
+    except Exception:
+        # Nothing changed for good: the job is still running, and resumes at the next start.
+        log.exception("job %s: could not record its failure", job_id)
+        return
+    await pipeline.db.finish_job(
+        job_id, JobStatus.FAILED,
+        f"{reason}; {count} images were not produced (POST /api/retry/{job_id} redoes them)",
+        outbox_entry,
+    )  # fmt: skip
+
+
+async def write_results(pipeline: Pipeline, job_id: str) -> Job:
+    """Write the job's results CSV as things stand (atomically); the job as it was read."""
+    job = await pipeline.db.get_job(job_id)
+    assert job is not None
+    loop = asyncio.get_running_loop()
+    rows = _result_rows(pipeline.db, job, loop)
+    await loop.run_in_executor(
+        pipeline.pool,
+        pipeline.storage.write_results,
+        job_id,
+        lambda out: csvio.write_results(out, job.header, rows),
+    )
+    return job
+
+
+async def _remove_cancelled_files(pipeline: Pipeline, job_id: str) -> None:
+    # An image written just before the cancel, whose outcome was never recorded, is not part
+    # of the results: its file goes, so every stored file belongs to a recorded image.
+    job = await pipeline.db.get_job(job_id)
+    assert job is not None
+    extension = images.OutputFormat(job.options.format).extension
+    after = ""
+    while urls := await pipeline.db.job_urls(job_id, after, PAGE_SIZE, ImageStatus.CANCELLED):
+        after = urls[-1]
+        names = [image_name(job_id, url, extension) for url in urls]
+        await asyncio.get_running_loop().run_in_executor(
+            pipeline.pool, pipeline.storage.remove_images, names
+        )
+
+
+def _result_rows(
+    db: Database, job: Job, loop: asyncio.AbstractEventLoop
+) -> Iterator[tuple[tuple[str, ...], list[str | None]]]:
+    """The results CSV's rows, read page by page from a worker thread."""
+    offset = 0
+    while True:
+        page = asyncio.run_coroutine_threadsafe(
+            db.products(job.id, offset, PAGE_SIZE), loop
+        ).result()
+        if not page:
+            return
+        for product in page:
+            urls = [
+                image_url(job.base_url, i.output_name) if i.output_name else None
+                for i in product.images
+            ]
+            yield product.cells, urls
+        offset = page[-1].seq + 1
