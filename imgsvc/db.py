@@ -126,6 +126,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
     """,
 )
+WRITER_CACHE_KIB = 32 * 1024
 TERMINAL = "('completed', 'failed', 'cancelled')"
 
 JOB_COLUMNS = (
@@ -170,6 +171,10 @@ class Database:
         writer = await _connect(path)
         await writer.execute("PRAGMA journal_mode = WAL")
         await writer.execute("PRAGMA synchronous = FULL")
+        # A 100,000-row upload builds three indexes in one transaction; with SQLite's 2 MiB
+        # default cache it spills to the OS on every page (measured: 2.7 s to insert, 1.7 s
+        # with 32 MiB).
+        await writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         await _migrate(writer)
         reader = await _connect(path)
         await reader.execute("PRAGMA query_only = ON")
