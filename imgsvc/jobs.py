@@ -93,6 +93,11 @@ class JobRunner:
             self._queued.add(job_id)
             self._queue.put_nowait(job_id)
 
+    def in_flight(self, job_id: str) -> frozenset[str]:
+        """The URLs of a job being downloaded or compressed right now (shown as processing)."""
+        run = self._runs.get(job_id)
+        return frozenset(run.in_flight) if run else frozenset()
+
     @property
     def queue_depth(self) -> int:
         """Jobs queued and not yet taken by a worker."""
@@ -178,6 +183,7 @@ class _JobRun:
         self._writes: set[Future[Any]] = set()
         self._feeder: asyncio.Task[None] | None = None
         self.stopped = False
+        self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
 
     async def process(self, limit: int) -> None:
         """Produce up to `limit` pending URLs; every outcome is committed before returning."""
@@ -227,7 +233,11 @@ class _JobRun:
 
     async def _take(self) -> None:
         while (url := await self._urls.get()) is not None and not self.stopped:
-            record = await self._produce(url)
+            self.in_flight.add(url)
+            try:
+                record = await self._produce(url)
+            finally:
+                self.in_flight.discard(url)
             metrics.record_image(record)
             await self._recorder.add(record)
 

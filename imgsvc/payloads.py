@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import ImageRecord, Job, JobStatus, ProductRecord
+from .models import ImageRecord, ImageStatus, Job, JobStatus, ProductRecord
 
 
 def image_url(base_url: str, name: str) -> str:
@@ -71,9 +71,14 @@ def upload_answer(job: Job) -> dict[str, Any]:
 
 
 def details_object(
-    job: Job, products: list[ProductRecord], offset: int, limit: int
+    job: Job,
+    products: list[ProductRecord],
+    offset: int,
+    limit: int,
+    in_flight: frozenset[str],
 ) -> dict[str, Any]:
-    """The status object, then a page of products with every image's outcome."""
+    """The status object, then a page of products with every image's outcome; pending
+    images whose URL is `in_flight` show as processing."""
     return {
         **status_object(job),
         "options": {
@@ -83,12 +88,12 @@ def details_object(
         },
         "offset": offset,
         "limit": limit,
-        "products": [_product(job.base_url, p) for p in products],
+        "products": [_product(job.base_url, p, in_flight) for p in products],
     }
 
 
-def _product(base_url: str, product: ProductRecord) -> dict[str, Any]:
-    images = [_image(base_url, i) for i in product.images]
+def _product(base_url: str, product: ProductRecord, in_flight: frozenset[str]) -> dict[str, Any]:
+    images = [_image(base_url, i, i.url in in_flight) for i in product.images]
     return {
         "serial_number": product.serial_number,
         "product_name": product.product_name,
@@ -99,12 +104,15 @@ def _product(base_url: str, product: ProductRecord) -> dict[str, Any]:
     }
 
 
-def _image(base_url: str, image: ImageRecord) -> dict[str, Any]:
+def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]:
     error = {"code": image.error_code, "message": image.error_message} if image.error_code else None
+    status = image.status
+    if in_flight and status is ImageStatus.PENDING:
+        status = ImageStatus.PROCESSING
     return {
         "input_url": image.url,
         "output_url": image_url(base_url, image.output_name) if image.output_name else None,
-        "status": image.status.value,
+        "status": status.value,
         "error": error,
         "bytes_in": image.bytes_in,
         "bytes_out": image.bytes_out,

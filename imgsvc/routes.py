@@ -100,9 +100,11 @@ async def details(request: Request) -> Response:
     job = await job_of(request)
     offset = _query_int(request, "offset", 0, 0, job.total_products)
     limit = _query_int(request, "limit", 1000, 1, 1000)
-    db = services_of(request).db
+    services = services_of(request)
+    db = services.db
     products = await db.products(job.id, offset, limit)
-    body = payloads.details_object(job, products, offset, limit)
+    in_flight = services.runner.in_flight(job.id)
+    body = payloads.details_object(job, products, offset, limit, in_flight)
     body["webhook"] = webhook_object(job, await db.latest_delivery(job.id))
     return JSONResponse(body)
 

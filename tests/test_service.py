@@ -224,6 +224,27 @@ async def test_download_is_409_while_running(service: Service, image_host: Image
     assert status == 200
 
 
+async def test_images_in_flight_show_as_processing(
+    service: Service, image_host: ImageHost
+) -> None:
+    release = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(body=jpeg_bytes(40, 40), content_type="image/jpeg")
+
+    url = image_host.route("/held.jpg", held)
+    _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
+    path = f"/api/details/{answer['request_id']}"
+    async with asyncio.timeout(10):
+        while (await service.get(path))[1]["products"][0]["images"][0]["status"] != "processing":
+            await asyncio.sleep(0.05)
+    release.set()
+    await service.wait(answer["request_id"])
+    _, details = await service.get(path)
+    assert details["products"][0]["images"][0]["status"] == "succeeded"
+
+
 async def test_image_caching_headers(service: Service, image_host: ImageHost) -> None:
     url = image_host.add("/c.jpg", jpeg_bytes(64, 64))
     _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
