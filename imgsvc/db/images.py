@@ -1,0 +1,120 @@
+"""Images and products: a job's pending work, outcomes, and pages of results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ..models import ImageRecord, ImageStatus, PendingImage, ProductRecord
+from .base import Connections, update_counters
+from .rows import IMAGE_COLUMNS, image_from
+
+
+class ImageQueries(Connections):
+    """The queries on images and products: pending work, outcomes, pages of results."""
+
+    async def pending_images(
+        self, job_id: str, after: tuple[int, int], limit: int
+    ) -> list[PendingImage]:
+        """The next page of a job's pending images in input order, after (product_seq, position)."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT product_seq, position, url FROM images WHERE job_id = ? AND status = ? "
+            "AND (product_seq, position) > (?, ?) ORDER BY product_seq, position LIMIT ?",
+            (job_id, ImageStatus.PENDING, *after, limit),
+        )
+        return [PendingImage(*r) for r in rows]
+
+    async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
+        """Store how URLs ended, for every pending occurrence, and update the job's counters."""
+        changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
+        by_status: dict[ImageStatus, list[tuple[Any, ...]]] = {s: [] for s in changed}
+        for r in records:
+            by_status[r.status].append(
+                (
+                    r.status,
+                    r.output_name,
+                    r.error_code,
+                    r.error_message,
+                    r.bytes_in,
+                    r.bytes_out,
+                    r.width,
+                    r.height,
+                    job_id,
+                    r.url,
+                    ImageStatus.PENDING,
+                )
+            )
+        async with self._transaction() as db:
+            for status, values in by_status.items():
+                if values:
+                    cursor = await db.executemany(
+                        "UPDATE images SET status = ?, output_name = ?, error_code = ?, "
+                        "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ? "
+                        "WHERE job_id = ? AND url = ? AND status = ?",
+                        values,
+                    )
+                    changed[status] = cursor.rowcount
+            await update_counters(db, job_id, changed)
+
+    async def cancel_pending_images(self, job_id: str) -> None:
+        """End every pending image of a job as cancelled."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, error_code = 'cancelled', "
+                "error_message = 'the job was cancelled before this image was produced' "
+                "WHERE job_id = ? AND status = ?",
+                (ImageStatus.CANCELLED, job_id, ImageStatus.PENDING),
+            )
+            cancelled = {ImageStatus.CANCELLED: cursor.rowcount}
+            await update_counters(db, job_id, cancelled)
+
+    async def fail_pending_images(self, job_id: str, code: str, message: str) -> int:
+        """End every pending image of a job as failed with `code`; how many there were."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, error_code = ?, error_message = ? "
+                "WHERE job_id = ? AND status = ?",
+                (ImageStatus.FAILED, code, message, job_id, ImageStatus.PENDING),
+            )
+            await update_counters(db, job_id, {ImageStatus.FAILED: cursor.rowcount})
+            return cursor.rowcount
+
+    async def products(self, job_id: str, offset: int, limit: int) -> list[ProductRecord]:
+        """A page of a job's products in input order, each with its images."""
+        products = list(
+            await self._reader.execute_fetchall(
+                "SELECT seq, line, serial_number, product_name, cells FROM products "
+                "WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+                (job_id, offset, limit),
+            )
+        )
+        if not products:
+            return []
+        first, last = products[0][0], products[-1][0]
+        images = await self._reader.execute_fetchall(
+            f"SELECT product_seq, {IMAGE_COLUMNS} FROM images WHERE job_id = ? "
+            "AND product_seq BETWEEN ? AND ? ORDER BY product_seq, position",
+            (job_id, first, last),
+        )
+        by_product: dict[int, list[ImageRecord]] = {}
+        for row in images:
+            by_product.setdefault(row[0], []).append(image_from(row[1:]))
+        return [
+            ProductRecord(
+                seq, line, serial, name, tuple(json.loads(cells)), tuple(by_product.get(seq, ()))
+            )
+            for seq, line, serial, name, cells in products
+        ]
+
+    async def job_urls(
+        self, job_id: str, after: str, limit: int, status: ImageStatus | None = None
+    ) -> list[str]:
+        """A page of a job's distinct URLs (with `status` only) in order, after `after`."""
+        sql = "SELECT DISTINCT url FROM images WHERE job_id = ? AND url > ?"
+        args: tuple[Any, ...] = (job_id, after)
+        if status is not None:
+            sql += " AND status = ?"
+            args += (status,)
+        rows = await self._reader.execute_fetchall(f"{sql} ORDER BY url LIMIT ?", (*args, limit))
+        return [r[0] for r in rows]

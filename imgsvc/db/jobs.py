@@ -1,0 +1,249 @@
+"""Jobs: creating them, finding them, and every change of their state."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..csvio import Product
+from ..models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry
+from .base import Connections, update_counters
+from .rows import JOB_COLUMNS, TERMINAL, KeyTaken, job_from, job_values, now, owned
+
+
+class JobQueries(Connections):
+    """The queries on jobs: creating, finding, and moving them from state to state."""
+
+    async def create_job(
+        self,
+        job: Job,
+        products: Sequence[Product],
+        idempotency: tuple[str, str] | None = None,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """Insert a job with all its products and images in one transaction.
+
+        `idempotency` is (key, digest of the upload); a key already taken raises KeyTaken
+        and nothing is inserted. `owner` is the hash of the API key that created it."""
+        try:
+            await self._create_job(job, products, idempotency, owner)
+        except sqlite3.IntegrityError as exc:
+            if idempotency is None or "idempotency_key" not in str(exc):
+                raise
+            raise KeyTaken(idempotency[0]) from None
+
+    async def _create_job(
+        self,
+        job: Job,
+        products: Sequence[Product],
+        idempotency: tuple[str, str] | None,
+        owner: str | None,
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO jobs ({JOB_COLUMNS}, owner) VALUES ({', '.join('?' * 19)})",
+                (*job_values(job), owner),
+            )
+            await db.executemany(
+                "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (job.id, seq, p.line, p.serial_number, p.product_name, json.dumps(p.cells))
+                    for seq, p in enumerate(products)
+                ),
+            )
+            await db.executemany(
+                "INSERT INTO images (job_id, product_seq, position, url) VALUES (?, ?, ?, ?)",
+                (
+                    (job.id, seq, pos, url)
+                    for seq, p in enumerate(products)
+                    for pos, url in enumerate(p.urls)
+                ),
+            )
+            if idempotency is not None:
+                await db.execute(
+                    "UPDATE jobs SET idempotency_key = ?, upload_digest = ? WHERE id = ?",
+                    (*idempotency, job.id),
+                )
+
+    async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
+        """A job by id; with `owner`, only if that owner created it."""
+        where, args = owned("id = ?", (job_id,), owner)
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", args
+        )
+        return job_from(next(iter(rows))) if rows else None
+
+    async def list_jobs(
+        self, offset: int, limit: int, *, owner: str | None = None
+    ) -> tuple[list[Job], int]:
+        """Jobs newest first (with `owner`, only theirs), and how many there are in all."""
+        where, args = owned("1", (), owner)
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} "
+            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        total = await self._reader.execute_fetchall(
+            f"SELECT COUNT(*) FROM jobs WHERE {where}", args
+        )
+        return [job_from(r) for r in rows], next(iter(total))[0]
+
+    async def unfinished_jobs(self) -> list[str]:
+        """Ids of jobs not yet ended, oldest first, after putting running ones back to pending."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET status = ? WHERE status = ?",
+                (JobStatus.PENDING, JobStatus.PROCESSING),
+            )
+            rows = await db.execute_fetchall(
+                "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id",
+                (JobStatus.PENDING,),
+            )
+        return [r[0] for r in rows]
+
+    async def set_job_status(
+        self, job_id: str, status: JobStatus, message: str, *, only_from: JobStatus | None = None
+    ) -> bool:
+        """Move a job to `status` (with `only_from`: only from that state); True if it moved.
+
+        Terminal states go through `finish_job`, which writes the webhook with them.
+        """
+        if status.terminal:
+            raise ValueError(f"a job turns {status} through finish_job, not set_job_status")
+        sql = (
+            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = NULL "
+            "WHERE id = ?"
+        )
+        args: tuple[Any, ...] = (status, message, now(), job_id)
+        if only_from is not None:
+            sql += " AND status = ?"
+            args += (only_from,)
+        async with self._transaction() as db:
+            cursor = await db.execute(sql, args)
+            return cursor.rowcount == 1
+
+    async def jobs_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (for metrics)."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT status, COUNT(*) FROM jobs GROUP BY status"
+        )
+        return {str(status): int(count) for status, count in rows}
+
+    async def finish_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        message: str,
+        outbox: Callable[[Job], OutboxEntry | None],
+        *,
+        only_from: JobStatus | None = None,
+    ) -> bool:
+        """Move a job to a terminal `status` and write its webhook in the same transaction.
+
+        `outbox` gets the job as it now stands and returns the webhook message to send (None
+        when the job has no webhook URL); pass `webhooks.outbox_entry`. The job moves only
+        if it has not ended yet (with `only_from`: only from that state). True if it moved.
+        """
+        if not status.terminal:
+            raise ValueError(f"{status} is not a terminal state")
+        stamp = now()
+        sql = (
+            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? "
+            f"WHERE id = ? AND status NOT IN {TERMINAL}"
+        )
+        args: tuple[Any, ...] = (status, message, stamp, stamp, job_id)
+        if only_from is not None:
+            sql += " AND status = ?"
+            args += (only_from,)
+        async with self._transaction() as db:
+            if (await db.execute(sql, args)).rowcount != 1:
+                return False
+            rows = await db.execute_fetchall(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            )
+            entry = outbox(job_from(next(iter(rows))))
+            if entry is not None:
+                await db.execute(
+                    "INSERT INTO webhook_deliveries (id, job_id, url, payload, state, "
+                    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (entry.id, job_id, entry.url, entry.payload, DeliveryState.PENDING,
+                     entry.created_at, entry.created_at),
+                )  # fmt: skip
+        if entry is not None:
+            self.outbox_written.set()
+        return True
+
+    async def job_by_idempotency_key(self, key: str) -> tuple[Job, str] | None:
+        """The job an upload with this Idempotency-Key created, and that upload's digest."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS}, upload_digest FROM jobs WHERE idempotency_key = ?", (key,)
+        )
+        if not rows:
+            return None
+        row = next(iter(rows))
+        return job_from(row[:-1]), row[-1]
+
+    async def request_cancel(self, job_id: str) -> bool:
+        """Record that a job is to be cancelled; False if it has already ended."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE jobs SET cancel_requested = 1, updated_at = ? "
+                f"WHERE id = ? AND status NOT IN {TERMINAL}",
+                (now(), job_id),
+            )
+            return cursor.rowcount == 1
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        rows = await self._reader.execute_fetchall(
+            "SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)
+        )
+        return bool(rows) and bool(next(iter(rows))[0])
+
+    async def retry_failed(self, job_id: str) -> int | None:
+        """Put an ended job's failed images back to pending and the job with them.
+
+        None if the job has not ended; otherwise how many images were re-queued (0: nothing
+        changed)."""
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                f"SELECT status IN {TERMINAL} FROM jobs WHERE id = ?", (job_id,)
+            )
+            if not rows or not next(iter(rows))[0]:
+                return None
+            cursor = await db.execute(
+                "UPDATE images SET status = ?, output_name = NULL, error_code = NULL, "
+                "error_message = NULL, bytes_in = NULL, bytes_out = NULL, width = NULL, "
+                "height = NULL WHERE job_id = ? AND status = ?",
+                (ImageStatus.PENDING, job_id, ImageStatus.FAILED),
+            )
+            count = cursor.rowcount
+            if count:
+                await update_counters(db, job_id, {ImageStatus.FAILED: -count})
+                await db.execute(
+                    "UPDATE jobs SET status = ?, message = '', completed_at = NULL, "
+                    "cancel_requested = 0 WHERE id = ?",
+                    (JobStatus.PENDING, job_id),
+                )
+            return count
+
+    async def expired_jobs(self, cutoff: str, limit: int) -> list[Job]:
+        """Jobs that ended before `cutoff` (an ISO time), oldest first."""
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at < ? AND status IN {TERMINAL} "
+            "ORDER BY completed_at LIMIT ?",
+            (cutoff, limit),
+        )
+        return [job_from(r) for r in rows]
+
+    async def delete_job(self, job_id: str, cutoff: str) -> bool:
+        """Delete an ended job older than `cutoff` with its products and images."""
+        async with self._transaction() as db:
+            # products and images go with it: ON DELETE CASCADE
+            cursor = await db.execute(
+                f"DELETE FROM jobs WHERE id = ? AND completed_at < ? AND status IN {TERMINAL}",
+                (job_id, cutoff),
+            )
+            return cursor.rowcount == 1

@@ -1,0 +1,127 @@
+"""The database's schema, as numbered migrations, and how a connection is opened."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        completed_at TEXT,
+        base_url TEXT NOT NULL,
+        webhook_url TEXT,
+        quality INTEGER NOT NULL,
+        max_dimension INTEGER,
+        format TEXT NOT NULL,
+        header TEXT NOT NULL,
+        total_products INTEGER NOT NULL,
+        total_images INTEGER NOT NULL,
+        processed_products INTEGER NOT NULL DEFAULT 0,
+        processed_images INTEGER NOT NULL DEFAULT 0,
+        succeeded_images INTEGER NOT NULL DEFAULT 0,
+        failed_images INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_by_created ON jobs (created_at);
+    CREATE INDEX jobs_by_status ON jobs (status);
+    CREATE TABLE products (
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        line INTEGER NOT NULL,
+        serial_number TEXT NOT NULL,
+        product_name TEXT NOT NULL,
+        cells TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE images (
+        job_id TEXT NOT NULL,
+        product_seq INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        output_name TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        bytes_in INTEGER,
+        bytes_out INTEGER,
+        width INTEGER,
+        height INTEGER,
+        PRIMARY KEY (job_id, product_seq, position),
+        FOREIGN KEY (job_id, product_seq) REFERENCES products (job_id, seq) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX images_by_url ON images (job_id, url);
+    CREATE INDEX images_by_status ON images (job_id, status, product_seq);
+    """,
+    # The webhook outbox: one row per terminal event, written with the job's terminal state.
+    """
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        url TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        round_start INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_by_job ON webhook_deliveries (job_id);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+    CREATE TABLE webhook_attempts (
+        delivery_id TEXT NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        status_code INTEGER,
+        error_code TEXT,
+        error_message TEXT,
+        PRIMARY KEY (delivery_id, number)
+    ) WITHOUT ROWID;
+    """,
+    # Who may see a job when API keys are on: a SHA-256 of the key that created it.
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    CREATE INDEX jobs_by_owner ON jobs (owner, created_at);
+    """,
+    # Lifecycle: a retried upload finds its job by key; a cancel is recorded before it is
+    # carried out, so a crash halfway through is finished at the next start.
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE jobs ADD COLUMN upload_digest TEXT;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+    """,
+)
+
+
+async def connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+    await db.execute("PRAGMA busy_timeout = 30000")
+    await db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+async def migrate(db: aiosqlite.Connection) -> None:
+    """Apply the migrations this file has not seen yet, each in its own transaction."""
+    rows = await db.execute_fetchall("PRAGMA user_version")
+    version = next(iter(rows))[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        statements = [s.strip() for s in script.split(";") if s.strip()]
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+        except sqlite3.Error:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")
