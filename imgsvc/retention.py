@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
 
 from . import images
-from .db import Database
+from .db import Database, in_seconds
 from .models import Job
 from .storage import Storage, image_name
 
@@ -37,8 +36,7 @@ async def keep_clean(db: Database, storage: Storage, days: int) -> None:
 
 async def sweep(db: Database, storage: Storage, days: int) -> int:
     """Remove every job that ended more than `days` ago; how many were removed."""
-    cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
-    cutoff = cutoff.replace("+00:00", "Z")
+    cutoff = in_seconds(-days * 86_400)
     removed = 0
     # A job that fails the delete's re-check no longer matches, so the loop ends.
     while jobs := await db.expired_jobs(cutoff, BATCH):
