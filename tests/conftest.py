@@ -7,7 +7,7 @@ import io
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,18 +88,34 @@ class Service:
     url: str
     settings: Settings
     client: aiohttp.ClientSession
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+
+    def with_key(self, key: str) -> Service:
+        """The same service, called with `Authorization: Bearer key` (IMGSVC_API_KEYS)."""
+        return replace(self, headers={"Authorization": f"Bearer {key}"})
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self.client.get(self.url + path, **kwargs) as response:
-            return response.status, await _body(response)
+        return await self.call("GET", path, **kwargs)
 
-    async def upload(self, csv_text: str, **fields: str) -> tuple[int, Any]:
+    async def post(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        return await self.call("POST", path, **kwargs)
+
+    async def call(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """One request; its status and its body (JSON decoded, else bytes)."""
+        sent = self.headers | (headers or {})
+        async with self.client.request(method, self.url + path, headers=sent, **kwargs) as r:
+            return r.status, await _body(r)
+
+    async def upload(
+        self, csv_text: str, headers: dict[str, str] | None = None, **fields: str
+    ) -> tuple[int, Any]:
         form = aiohttp.FormData()
         form.add_field("file", csv_text.encode(), filename="products.csv", content_type="text/csv")
         for name, value in fields.items():
             form.add_field(name, value)
-        async with self.client.post(self.url + "/api/upload", data=form) as response:
-            return response.status, await _body(response)
+        return await self.post("/api/upload", data=form, headers=headers)
 
     async def wait(
         self, request_id: str, until: Callable[[dict[str, Any]], bool] | None = None
