@@ -126,5 +126,5 @@ def test_guarded_operations_declare_the_optional_key_and_its_401() -> None:
         for method, operation in item.items():
             guarded = path.startswith("/api/") and not path.startswith("/api/image/")
             assert ("401" in operation["responses"]) == guarded, (method, path)
-            expected = [{}, {"bearerAuth": []}] if guarded else []
+            expected: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}] if guarded else []
             assert operation["security"] == expected, (method, path)
