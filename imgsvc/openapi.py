@@ -10,18 +10,17 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Any
 
+from .auth import needs_key
+from .openapi_schemas import SCHEMAS, ref
+
 JSON = "application/json"
 ID_PARAM = {"name": "request_id", "in": "path", "required": True,
             "description": "the request id the upload answered with",
             "schema": {"type": "string"}}  # fmt: skip
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _json(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+    return {"description": description, "content": {JSON: {"schema": ref(schema)}}}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -37,10 +36,6 @@ def _paged(default: int, maximum: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _nullable(kind: str, **more: Any) -> dict[str, Any]:
-    return {"type": kind, "nullable": True, **more}
-
-
 UPLOAD_FIELDS: dict[str, Any] = {
     "webhook_url": {"type": "string", "description": "called once the job has ended"},
     "quality": {"type": "integer", "minimum": 1, "maximum": 95, "default": 50},
@@ -49,121 +44,20 @@ UPLOAD_FIELDS: dict[str, Any] = {
     "format": {"type": "string", "enum": ["jpeg", "jpg", "webp"], "default": "jpeg"},
 }  # fmt: skip
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object", "required": ["detail", "code"],
-        "properties": {
-            "detail": {"type": "string", "description": "what went wrong, for a person"},
-            "code": {"type": "string", "description": "what went wrong, for a program"},
-            "errors": {"type": "array", "items": _ref("Problem"),
-                       "description": "every problem found (CSV validation), up to 100"},
-        },
-    },
-    "Problem": {
-        "type": "object", "required": ["message"],
-        "description": "`line` (the header is line 1) and `column` are left out when unknown",
-        "properties": {"line": {"type": "integer"}, "column": {"type": "string"},
-                       "message": {"type": "string"}},
-    },
-    "JobState": {"type": "string",
-                 "enum": ["pending", "processing", "completed", "failed", "cancelled"]},
-    "Progress": {
-        "type": "object",
-        "required": ["total_products", "processed_products", "total_images",
-                     "processed_images", "succeeded_images", "failed_images", "percentage"],
-        "properties": {
-            **{name: {"type": "integer", "minimum": 0} for name in (
-                "total_products", "processed_products", "total_images", "processed_images",
-                "succeeded_images", "failed_images")},
-            "percentage": {"type": "number", "minimum": 0, "maximum": 100},
-        },
-    },
-    "Status": {
-        "type": "object",
-        "required": ["request_id", "status", "message", "progress", "created_at",
-                     "updated_at", "completed_at"],
-        "properties": {
-            "request_id": {"type": "string"}, "status": _ref("JobState"),
-            "message": {"type": "string"}, "progress": _ref("Progress"),
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-            "completed_at": _nullable("string", format="date-time"),
-        },
-    },
-    "Links": {
-        "type": "object",
-        "required": ["status_url", "details_url", "download_url", "events_url"],
-        "properties": {name: {"type": "string", "format": "uri"} for name in (
-            "status_url", "details_url", "download_url", "events_url")},
-    },
-    "UploadAnswer": {
-        "allOf": [_ref("Links"), {
-            "type": "object",
-            "required": ["request_id", "status", "message", "total_products", "total_images",
-                         "webhook_url"],
-            "properties": {
-                "request_id": {"type": "string"}, "status": _ref("JobState"),
-                "message": {"type": "string"},
-                "total_products": {"type": "integer"}, "total_images": {"type": "integer"},
-                "webhook_url": _nullable("string"),
-            },
-        }],
-    },
-    "Image": {
-        "type": "object",
-        "required": ["input_url", "output_url", "status", "error", "bytes_in", "bytes_out",
-                     "width", "height"],
-        "properties": {
-            "input_url": {"type": "string"}, "output_url": _nullable("string"),
-            "status": {"type": "string", "enum": ["pending", "processing", "succeeded",
-                                                  "failed", "cancelled"]},
-            "error": {"type": "object", "nullable": True, "required": ["code", "message"],
-                      "properties": {"code": {"type": "string"},
-                                     "message": {"type": "string"}}},
-            **{name: _nullable("integer") for name in ("bytes_in", "bytes_out", "width",
-                                                        "height")},
-        },
-    },
-    "Product": {
-        "type": "object",
-        "required": ["serial_number", "product_name", "line", "input_image_urls",
-                     "output_image_urls", "images"],
-        "properties": {
-            "serial_number": {"type": "string"}, "product_name": {"type": "string"},
-            "line": {"type": "integer", "description": "its line in the uploaded CSV"},
-            "input_image_urls": {"type": "array", "items": {"type": "string"}},
-            "output_image_urls": {"type": "array", "items": _nullable("string")},
-            "images": {"type": "array", "items": _ref("Image")},
-        },
-    },
-    "Details": {
-        "allOf": [_ref("Status"), {
-            "type": "object", "required": ["options", "offset", "limit", "products"],
-            "properties": {
-                "options": {"type": "object", "properties": {
-                    "quality": {"type": "integer"}, "max_dimension": _nullable("integer"),
-                    "format": {"type": "string"}}},
-                "webhook": {"type": "object", "description": "the webhook and its attempts"},
-                "offset": {"type": "integer"}, "limit": {"type": "integer"},
-                "products": {"type": "array", "items": _ref("Product")},
-            },
-        }],
-    },
-    "JobList": {
-        "type": "object", "required": ["offset", "limit", "total", "jobs"],
-        "properties": {
-            "offset": {"type": "integer"}, "limit": {"type": "integer"},
-            "total": {"type": "integer"},
-            "jobs": {"type": "array", "items": {"allOf": [_ref("Status"), _ref("Links")]}},
-        },
-    },
-    "Readiness": {
-        "type": "object", "required": ["status", "checks"],
-        "properties": {"status": {"type": "string", "enum": ["ready", "not ready"]},
-                       "checks": {"type": "object",
-                                  "additionalProperties": {"type": "string"}}},
-    },
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "1 to 255 printable ASCII characters. The same key with the same upload "
+                   "answers 200 with the first answer (`Idempotent-Replayed: true`) instead "
+                   "of making a second job; with another upload, 409 "
+                   "`idempotency_key_reused`. With API keys on, each API key has its own "
+                   "Idempotency-Keys.",
 }  # fmt: skip
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+SHUTTING_DOWN = {**_error("`shutting_down`: the service is stopping and takes no new work"),
+                 "headers": RETRY_AFTER}  # fmt: skip
+LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the status URL"}}
 
 
 def _upload() -> dict[str, Any]:
@@ -176,28 +70,61 @@ def _upload() -> dict[str, Any]:
         {"name": name, "in": "query", "required": False, "schema": schema}
         for name, schema in UPLOAD_FIELDS.items()
     ]
+    replayed = {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}}
     return {
         "summary": "Upload a CSV of products and image URLs; the job starts at once",
         "description": "Send a multipart form with `file`, or a `text/csv` body with the "
                        "options as query parameters (used only with a `text/csv` body).",
-        "parameters": [*query, {"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string"}}],
+        "parameters": [*query, IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": {
             "multipart/form-data": {"schema": form},
             "text/csv": {"schema": {"type": "string"}}}},
         "responses": {
+            "200": {**_json("an upload repeated with its Idempotency-Key: the first answer",
+                            "UploadAnswer"), "headers": {**LOCATION, **replayed}},
             "202": {**_json("accepted and committed; the job runs", "UploadAnswer"),
-                    "headers": {"Location": {"schema": {"type": "string"},
-                                             "description": "the status URL"}}},
-            "400": _error("the CSV or an option is invalid; `errors` lists CSV problems"),
+                    "headers": LOCATION},
+            "400": _error("the CSV or an option is invalid (`errors` lists CSV problems), "
+                          "or `invalid_idempotency_key`"),
+            "409": _error("`idempotency_key_reused`: the key was used for another upload"),
             "413": _error("the upload is larger than IMGSVC_MAX_UPLOAD_BYTES"),
             "415": _error("neither multipart/form-data nor a CSV body"),
+            "503": SHUTTING_DOWN,
         },
     }  # fmt: skip
 
 
-def _by_id(summary: str, ok: dict[str, Any], *extra: tuple[str, str]) -> dict[str, Any]:
-    responses = {"200": ok, "404": _error("no job has this request id")}
+def _control() -> dict[str, Any]:
+    """Cancel, retry and redeliver: the POSTs that steer a job after its upload."""
+    cancel = _by_id(
+        "Stop a pending or processing job; its unfinished images end as `cancelled`",
+        _json("the job, cancelled", "Status"),
+        ("409", "`already_ended`: only a pending or processing job can be cancelled"),
+    )
+    retry = _by_id(
+        "Put an ended job's failed images back in the queue",
+        {**_json("queued again; `retried_images` counts them", "Retried"), "headers": LOCATION},
+        ("409", "`not_finished` (the job still runs) or `nothing_to_retry`"),
+        status="202",
+    )
+    retry["responses"]["503"] = SHUTTING_DOWN
+    redeliver = _by_id(
+        "Send the job's webhook again (the same `webhook-id`, a fresh round of retries)",
+        _json("queued for delivery", "Webhook"),
+        ("409", "`no_webhook` (no webhook_url) or `not_finished` (sent when the job ends)"),
+        status="202",
+    )
+    return {
+        "/api/cancel/{request_id}": {"post": cancel},
+        "/api/retry/{request_id}": {"post": retry},
+        "/api/webhook/{request_id}/redeliver": {"post": redeliver},
+    }
+
+
+def _by_id(
+    summary: str, ok: dict[str, Any], *extra: tuple[str, str], status: str = "200"
+) -> dict[str, Any]:
+    responses = {status: ok, "404": _error("no job has this request id")}
     responses.update({code: _error(text) for code, text in extra})
     return {"summary": summary, "parameters": [ID_PARAM], "responses": responses}
 
@@ -272,7 +199,38 @@ def paths() -> dict[str, Any]:
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "the text exposition format",
             "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+            "description": "OpenAPI 3.0", "content": {JSON: {"schema": {"type": "object"}}}}}}},
+        "/docs": {"get": {"summary": "Swagger UI for this document, served offline",
+                          "responses": {"200": {"description": "the page", "content": {
+                              "text/html": {"schema": {"type": "string"}}}}}}},
+        **_control(),
     }  # fmt: skip
+
+
+BEARER = {
+    "type": "http", "scheme": "bearer",
+    "description": "Applies only when the service is started with IMGSVC_API_KEYS set: then "
+                   "every /api/* route except /api/image needs `Authorization: Bearer KEY` "
+                   "(else 401), and each key sees only the jobs it created (another key's "
+                   "job is 404). Without IMGSVC_API_KEYS the API is open.",
+}  # fmt: skip
+UNAUTHORIZED = {
+    **_error("`unauthorized`: IMGSVC_API_KEYS is set and no valid key was sent"),
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+}
+
+
+def _with_security(all_paths: dict[str, Any]) -> dict[str, Any]:
+    """Mark each operation as open, or as guarded by the optional key (with its 401)."""
+    for path, item in all_paths.items():
+        for operation in item.values():
+            if needs_key(path):
+                operation["security"] = [{}, {"bearerAuth": []}]  # {}: keys may be off
+                operation["responses"]["401"] = UNAUTHORIZED
+            else:
+                operation["security"] = []
+    return all_paths
 
 
 def document() -> dict[str, Any]:
@@ -282,8 +240,8 @@ def document() -> dict[str, Any]:
         "info": {"title": "imgsvc", "version": version(),
                  "description": "Turn a CSV of products and image URLs into compressed "
                                 "images and a results CSV."},
-        "paths": paths(),
-        "components": {"schemas": SCHEMAS},
+        "paths": _with_security(paths()),
+        "components": {"schemas": SCHEMAS, "securitySchemes": {"bearerAuth": BEARER}},
     }  # fmt: skip
 
 

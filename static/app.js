@@ -21,11 +21,48 @@ function bytes(n) {
   return `${(n / 1024 / 1024).toFixed(2)} MB`;
 }
 
+// With IMGSVC_API_KEYS set the API answers 401 until a key is sent; the page asks for one
+// and keeps it in localStorage, so it is asked once per browser.
+const KEY_ITEM = "imgsvc.apiKey";
+
+function authHeaders() {
+  const key = localStorage.getItem(KEY_ITEM);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function askForKey(detail) {
+  $("key-form").hidden = false;
+  $("key-message").textContent = detail || "This service needs an API key.";
+  $("api-key").focus();
+}
+
+async function authorised(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...options.headers } });
+  if (response.status === 401) {
+    const body = await response.json().catch(() => ({}));
+    askForKey(body.detail);
+    throw Object.assign(new Error(body.detail || "an API key is needed"), { body, unauthorised: true });
+  }
+  return response;
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const response = await authorised(path, options);
   const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
   if (!response.ok) throw Object.assign(new Error(body.detail || "request failed"), { body });
   return body;
+}
+
+function saveKey(event) {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!key) return;
+  localStorage.setItem(KEY_ITEM, key);
+  $("api-key").value = "";
+  $("key-form").hidden = true;
+  $("problems").hidden = true;
+  route();
+  loadRecent().catch(() => {});
 }
 
 function showProblems(error) {
@@ -71,26 +108,63 @@ function showStatus(status) {
   $("job-message").textContent = status.message;
 }
 
+// EventSource cannot send an Authorization header, so the event stream is read with fetch().
 function follow(id) {
-  if (stream) stream.close();
+  if (stream) stream.abort();
   $("results").hidden = true;
   $("downloads").hidden = true;
   $("summary").textContent = "";
-  stream = new EventSource(`/api/events/${encodeURIComponent(id)}`);
-  stream.addEventListener("progress", (e) => showStatus(JSON.parse(e.data)));
-  stream.addEventListener("done", (e) => {
-    stream.close();
-    stream = null;
-    showStatus(JSON.parse(e.data));
-    showResults(id).catch(showProblems);
-    loadRecent();
+  const current = new AbortController();
+  stream = current;
+  readEvents(id, current).catch((error) => {
+    if (error.name !== "AbortError" && !error.unauthorised) showProblems(error);
   });
-  stream.addEventListener("error", () => {
-    // A job id that does not exist answers 404 and the browser gives up: say so.
-    if (stream && stream.readyState === EventSource.CLOSED) {
-      api(`/api/status/${encodeURIComponent(id)}`).then(showStatus).catch(showProblems);
+}
+
+async function readEvents(id, current) {
+  const path = `/api/events/${encodeURIComponent(id)}`;
+  const response = await authorised(path, { signal: current.signal });
+  if (!response.ok) {  // an unknown id: say so in the page
+    const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
+    throw Object.assign(new Error(body.detail || "request failed"), { body });
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (onEvent(id, parseEvent(block))) return;
     }
-  });
+  }
+  // The stream broke before `done` (a restart, a proxy): reconnect, as EventSource would.
+  if (stream === current) setTimeout(() => { if (stream === current) follow(id); }, 2000);
+}
+
+function parseEvent(block) {
+  let name = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  return { name, data: data.join("\n") };
+}
+
+// Handles one event; true once the stream is over.
+function onEvent(id, event) {
+  if (event.name === "progress") showStatus(JSON.parse(event.data));
+  if (event.name === "error") showProblems(new Error(JSON.parse(event.data).detail));
+  if (event.name !== "done") return event.name === "error";
+  stream = null;
+  showStatus(JSON.parse(event.data));
+  showResults(id).catch(showProblems);
+  loadRecent().catch(() => {});
+  return true;
 }
 
 function imagePair(image) {
@@ -133,6 +207,28 @@ async function showResults(id) {
   }
 }
 
+// A link cannot carry the Authorization header: with a key, the file is fetched with it and
+// handed to the browser as a blob. Without one the plain link streams straight to disk.
+async function download(event) {
+  if (!localStorage.getItem(KEY_ITEM)) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  try {
+    const response = await authorised(link.href);
+    if (!response.ok) throw new Error(`the download failed: HTTP ${response.status}`);
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const name = (disposition.match(/filename="?([^";]+)"?/) || [])[1] || "download";
+    const url = URL.createObjectURL(await response.blob());
+    const save = el("a", { href: url, download: name });
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (error) {
+    if (!error.unauthorised) showProblems(error);
+  }
+}
+
 async function loadRecent() {
   const list = await api("/api/jobs?limit=10");
   const items = list.jobs.map((job) => el("li", {},
@@ -165,6 +261,9 @@ function setUpDrop() {
 
 $("quality").addEventListener("input", () => { $("quality-value").textContent = $("quality").value; });
 $("upload").addEventListener("submit", upload);
+$("key-form").addEventListener("submit", saveKey);
+$("download-csv").addEventListener("click", download);
+$("download-zip").addEventListener("click", download);
 window.addEventListener("hashchange", route);
 setUpDrop();
 route();

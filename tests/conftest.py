@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,18 +89,36 @@ class Service:
     url: str
     settings: Settings
     client: aiohttp.ClientSession
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+
+    def with_key(self, key: str) -> Service:
+        """The same service, called with `Authorization: Bearer key` (IMGSVC_API_KEYS)."""
+        return self.with_headers({"Authorization": f"Bearer {key}"})
+
+    def with_headers(self, headers: dict[str, str]) -> Service:
+        """The same service, called with these headers too."""
+        return replace(self, headers=self.headers | headers)
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self.client.get(self.url + path, **kwargs) as response:
-            return response.status, await _body(response)
+        return await self.call("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        return await self.call("POST", path, **kwargs)
+
+    async def call(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """One request; its status and its body (JSON decoded, else bytes)."""
+        sent = self.headers | (headers or {})
+        async with self.client.request(method, self.url + path, headers=sent, **kwargs) as r:
+            return r.status, await _body(r)
 
     async def upload(self, csv_text: str, **fields: str) -> tuple[int, Any]:
         form = aiohttp.FormData()
         form.add_field("file", csv_text.encode(), filename="products.csv", content_type="text/csv")
         for name, value in fields.items():
             form.add_field(name, value)
-        async with self.client.post(self.url + "/api/upload", data=form) as response:
-            return response.status, await _body(response)
+        return await self.post("/api/upload", data=form)
 
     async def wait(
         self, request_id: str, until: Callable[[dict[str, Any]], bool] | None = None
@@ -149,3 +168,65 @@ def settings_for(data_dir: Path, **changes: Any) -> Settings:
 async def service(tmp_path: Path) -> AsyncIterator[Service]:
     async with running_service(settings_for(tmp_path / "data")) as running:
         yield running
+
+
+Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Call:
+    """One request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    arrived: float  # time.monotonic()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: answers from a script (then 200), records every call."""
+
+    server: TestServer
+    script: list[Answer] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends hanging answers
+
+    def url(self, path: str = "/hook") -> str:
+        return str(self.server.make_url(path))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.calls.append(Call(request.path, dict(request.headers), body, time.monotonic()))
+        if self.script:
+            return await self.script.pop(0)(request)
+        return web.Response(text="thanks")
+
+    async def hang(self, request: web.Request) -> web.StreamResponse:
+        """An answer (for `script`) that comes only once the test sets `release`."""
+        await self.release.wait()
+        return web.Response(text="too late")
+
+    async def wait_calls(self, count: int) -> list[Call]:
+        async with asyncio.timeout(60):
+            while len(self.calls) < count:
+                await asyncio.sleep(0.05)
+        return self.calls
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> Answer:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=code, text=f"answered {code}", headers=headers)
+
+    return answer
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    app = web.Application()
+    found = Receiver(TestServer(app, host="127.0.0.1", port=0))
+    app.router.add_route("*", "/{tail:.*}", found.handle)
+    await found.server.start_server()
+    yield found
+    found.release.set()
+    await found.server.close()

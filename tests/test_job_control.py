@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from standardwebhooks import Webhook
 
+from .conftest import Receiver
 from .gated import gated_host
 from .served import image_files, query, results_rows, served, service_env
 
 pytestmark = pytest.mark.anyio
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 async def test_idempotency_key_returns_the_same_job(tmp_path: Path) -> None:
@@ -156,8 +160,11 @@ def file_size_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
-async def test_a_full_disk_fails_the_job_with_a_clear_reason(tmp_path: Path) -> None:
-    """RLIMIT_FSIZE makes the kernel refuse large writes as a full disk would (EFBIG)."""
+async def test_a_full_disk_fails_the_job_with_a_clear_reason(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """RLIMIT_FSIZE makes the kernel refuse large writes as a full disk would (EFBIG); the
+    job's webhook says `job.failed`, signed."""
     data = tmp_path / "data"
     noise = io.BytesIO()
     Image.frombytes("RGB", (1500, 1500), random.randbytes(1500 * 1500 * 3)).save(
@@ -166,10 +173,15 @@ async def test_a_full_disk_fails_the_job_with_a_clear_reason(tmp_path: Path) -> 
     async with gated_host(open_gate=True) as host:
         host.body = noise.getvalue()
         limit = file_size_limit(2 * 1024 * 1024)
-        async with served(data, service_env(), preexec_fn=limit) as running:
-            _, answer = await running.upload(host.csv(3), quality="95")
+        env = service_env(IMGSVC_WEBHOOK_SECRET=SECRET)
+        async with served(data, env, preexec_fn=limit) as running:
+            _, answer = await running.upload(host.csv(3), quality="95", webhook_url=receiver.url())
             final = await running.wait(answer["request_id"])
             assert final["status"] == "failed"
+            (call,) = await receiver.wait_calls(1)
+            payload = Webhook(SECRET).verify(call.body, call.headers)
+            assert (payload["type"], payload["data"]["status"]) == ("job.failed", "failed")
+            assert payload["data"]["message"] == final["message"]
             assert "no room for more images" in final["message"]
             assert "File too large" in final["message"]
             assert final["progress"]["processed_images"] == 3  # every image has an outcome

@@ -11,11 +11,12 @@ import io
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, async_playwright, expect
 
-from .conftest import ImageHost, Service, jpeg_bytes
+from .conftest import ImageHost, Service, jpeg_bytes, running_service, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -25,6 +26,7 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 WAIT_MS = 60_000
+KEY = "page-key-0123456789abcdef"
 
 
 @pytest.fixture
@@ -53,12 +55,8 @@ async def upload(page: Page, service: Service, path: Path) -> None:
     await page.click("#submit")
 
 
-async def test_upload_progress_results_and_download(
-    browser: Browser, service: Service, image_host: ImageHost, tmp_path: Path
-) -> None:
-    page = await browser.new_page(accept_downloads=True)
-    await upload(page, service, products_csv(image_host, tmp_path))
-
+async def completed_with_results_and_downloads(page: Page) -> str:
+    """Wait for the job to complete, check the table and both downloads; the request id."""
     await expect(page.locator("#job-state")).to_have_text("completed", timeout=WAIT_MS)
     assert await page.locator("#progress").get_attribute("value") == "100"
     rows = page.locator("#results tbody tr")
@@ -87,9 +85,56 @@ async def test_upload_progress_results_and_download(
 
     recent = page.locator("#recent li")
     await expect(recent.first).to_contain_text("completed")
-    request_id = (await page.locator("#job-id").text_content()) or ""
+    return (await page.locator("#job-id").text_content()) or ""
+
+
+async def test_upload_progress_results_and_download(
+    browser: Browser, service: Service, image_host: ImageHost, tmp_path: Path
+) -> None:
+    page = await browser.new_page(accept_downloads=True)
+    await upload(page, service, products_csv(image_host, tmp_path))
+    request_id = await completed_with_results_and_downloads(page)
     _, details = await service.get(f"/api/details/{request_id}")
     assert details["options"]["quality"] == 60
+    assert await page.locator("#key-form").is_hidden()  # no keys: never asked for one
+
+
+async def test_with_api_keys_the_page_asks_for_a_key_and_sends_it(
+    browser: Browser, image_host: ImageHost, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path / "data", api_keys=(KEY,))
+    async with running_service(settings) as service:
+        page = await browser.new_page(accept_downloads=True)
+        api_calls: list[Request] = []
+        page.on("request", lambda r: api_calls.append(r) if "/api/" in r.url else None)
+        await page.goto(service.url + "/")
+        form = page.locator("#key-form")
+        await expect(form).to_be_visible(timeout=WAIT_MS)  # the job list answered 401
+        await expect(page.locator("#key-message")).to_contain_text("needs an API key")
+        await page.fill("#api-key", "not-the-key-0123456789")
+        await page.click("#save-key")
+        await expect(page.locator("#key-message")).to_contain_text("the API key is not valid")
+
+        await page.fill("#api-key", KEY)
+        await page.click("#save-key")
+        await expect(form).to_be_hidden()
+        assert await page.evaluate("localStorage.getItem('imgsvc.apiKey')") == KEY
+        api_calls.clear()
+        await upload(page, service, products_csv(image_host, tmp_path))
+        request_id = await completed_with_results_and_downloads(page)
+
+        routes = [urlsplit(r.url).path.split("/")[2] for r in api_calls]
+        assert {"upload", "events", "details", "download", "archive", "jobs"} <= set(routes)
+        for route, call in zip(routes, api_calls, strict=True):
+            if route != "image":  # images stay open: <img> tags cannot send a header
+                sent = await call.all_headers()
+                assert sent.get("authorization") == f"Bearer {KEY}", call.url
+        _, details = await service.with_key(KEY).get(f"/api/details/{request_id}")
+        assert details["status"] == "completed"
+
+        await page.reload()  # the key is remembered: the recent jobs load without asking
+        await expect(page.locator("#recent li").first).to_contain_text("completed")
+        assert await form.is_hidden()
 
 
 async def test_validation_errors_are_listed_by_line(

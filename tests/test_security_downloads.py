@@ -1,5 +1,6 @@
 """Hostile image hosts, through the running service: each image fails with its own code and
-the rest of the job goes on. (tests/test_fetch.py checks the same rules on the Fetcher.)"""
+the rest of the job goes on. (tests/test_fetch.py checks the Fetcher's retries and how it
+names connection and DNS failures; these cases live only here.)"""
 
 from __future__ import annotations
 
@@ -131,3 +132,6 @@ async def test_hostile_hosts_fail_their_own_image_only(tmp_path: Path) -> None:
     assert message("redirects_over_limit") == "more than 2 redirects"
     assert "HTML" in message("html_as_jpeg")
     assert host.hits["/gzip.jpg"] == 1  # too_large is not retried
+    redirected = outcomes[urls["redirects_at_limit"]]  # the image at the end of the chain
+    assert (redirected["width"], redirected["height"]) == (120, 90)
+    assert host.hits["/final.jpg"] == 1  # the chain over the limit never reached it

@@ -92,11 +92,15 @@ async def test_refused_addresses_fail_as_blocked_without_a_connection(
 async def test_numeric_spellings_name_the_address_they_spell(
     tmp_path: Path, listener: Listener
 ) -> None:
-    url = f"http://2130706433:{listener.port}/x.jpg"
+    spellings = ["2130706433", "0177.0.0.1", "0x7f000001", "127.1", "0x7f.0.0.1"]
+    urls = [f"http://{host}:{listener.port}/x.jpg" for host in spellings]
     async with running_service(guarded_settings(tmp_path)) as service:
-        _, answer = await service.upload(one_per_row([url]))
-        error = (await image_outcomes(service, answer["request_id"]))[url]["error"]
-    assert error["message"].startswith("2130706433 is the IPv4 address 127.0.0.1 written in")
+        _, answer = await service.upload(one_per_row(urls))
+        outcomes = await image_outcomes(service, answer["request_id"])
+    for host, url in zip(spellings, urls, strict=True):
+        message = outcomes[url]["error"]["message"]
+        assert message.startswith(f"{host} is the IPv4 address 127.0.0.1 written in a "
+                                  "non-standard numeric form"), message  # fmt: skip
 
 
 async def test_a_redirect_from_an_allowed_host_to_a_refused_one_is_blocked(

@@ -3,80 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from standardwebhooks import Webhook
 
 from imgsvc.cli import main as cli_main
 
-from .conftest import ImageHost, Service, jpeg_bytes, running_service, settings_for
+from .conftest import (
+    ImageHost,
+    Receiver,
+    Service,
+    jpeg_bytes,
+    running_service,
+    settings_for,
+    status,
+)
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_bm90aGluZyB0byBzZWUgaGVyZSwgbW92ZSBvbg=="
-Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Call:
-    """One request the receiver got."""
-
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    arrived: float  # time.monotonic()
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver: answers from a script (then 200), records every call."""
-
-    server: TestServer
-    script: list[Answer] = field(default_factory=list)
-    calls: list[Call] = field(default_factory=list)
-    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends hanging answers
-
-    def url(self, path: str = "/hook") -> str:
-        return str(self.server.make_url(path))
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.calls.append(Call(request.path, dict(request.headers), body, time.monotonic()))
-        if self.script:
-            return await self.script.pop(0)(request)
-        return web.Response(text="thanks")
-
-    async def wait_calls(self, count: int) -> list[Call]:
-        async with asyncio.timeout(60):
-            while len(self.calls) < count:
-                await asyncio.sleep(0.05)
-        return self.calls
-
-
-def status(code: int, headers: dict[str, str] | None = None) -> Answer:
-    async def answer(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=code, text=f"answered {code}", headers=headers)
-
-    return answer
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    app = web.Application()
-    found = Receiver(TestServer(app, host="127.0.0.1", port=0))
-    app.router.add_route("*", "/{tail:.*}", found.handle)
-    await found.server.start_server()
-    yield found
-    found.release.set()
-    await found.server.close()
 
 
 def one_image_csv(host: ImageHost) -> str:
@@ -231,11 +180,7 @@ async def test_a_redirect_is_a_failure_never_followed(
 async def test_a_hanging_receiver_is_cut_at_the_timeout(
     tmp_path: Path, image_host: ImageHost, receiver: Receiver
 ) -> None:
-    async def hang(request: web.Request) -> web.StreamResponse:
-        await receiver.release.wait()
-        return web.Response(text="too late")
-
-    receiver.script = [hang]
+    receiver.script = [receiver.hang]
     settings = settings_for(tmp_path / "data", webhook_timeout=0.5, webhook_retry_schedule=(0.1,))
     async with running_service(settings) as service:
         request_id = await submit(service, image_host, receiver)
@@ -268,11 +213,7 @@ async def test_a_restart_mid_schedule_still_delivers(
 async def test_an_attempt_cut_by_shutdown_is_made_again(
     tmp_path: Path, image_host: ImageHost, receiver: Receiver
 ) -> None:
-    async def hang(request: web.Request) -> web.StreamResponse:
-        await receiver.release.wait()
-        return web.Response(text="too late")
-
-    receiver.script = [hang]
+    receiver.script = [receiver.hang]
     settings = settings_for(tmp_path / "data")
     async with running_service(settings) as service:
         request_id = await submit(service, image_host, receiver)
