@@ -9,6 +9,7 @@ A second signal stops at once (still safe: nothing is lost, the next start redoe
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fcntl
 import logging
 import os
@@ -124,12 +125,14 @@ class GracefulServer(uvicorn.Server):
         if self._loop is None or self._stopping is not None or not self.started:
             super().handle_exit(sig, frame)  # a second signal, or one during start: at once
             return
-        log.info("received %s", signal.Signals(sig).name)
         # Called by the signal handler: hand over to the loop, the only safe thing to do here.
-        self._loop.call_soon_threadsafe(self._begin_stop)
+        # The handler interrupts whatever code runs, so it gets a context of its own: the
+        # stop's log lines must not carry the request id of a request that happened to run.
+        self._loop.call_soon_threadsafe(self._begin_stop, sig, context=contextvars.Context())
 
-    def _begin_stop(self) -> None:
+    def _begin_stop(self, sig: int) -> None:
         if self._stopping is None:
+            log.info("received %s", signal.Signals(sig).name)
             self._stopping = asyncio.create_task(self._stop())
 
     async def _stop(self) -> None:

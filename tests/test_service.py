@@ -224,9 +224,7 @@ async def test_download_is_409_while_running(service: Service, image_host: Image
     assert status == 200
 
 
-async def test_images_in_flight_show_as_processing(
-    service: Service, image_host: ImageHost
-) -> None:
+async def test_images_in_flight_show_as_processing(service: Service, image_host: ImageHost) -> None:
     release = asyncio.Event()
 
     async def held(request: web.Request) -> web.Response:
