@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import shutil
+import string
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import IO, TypeVar
 
 T = TypeVar("T")
 
+SHARDS = string.ascii_letters + string.digits + "-_"  # the characters a name starts with
 IMAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.(jpg|webp)")
 
 
@@ -36,7 +38,6 @@ class Storage:
         self.images = root / "images"
         self.results = root / "results"
         self.tmp = root / "tmp"
-        self._folders: set[Path] = set()  # image folders known to exist
 
     @property
     def database(self) -> Path:
@@ -46,6 +47,10 @@ class Storage:
         """Create the folders and drop temp files a crash may have left behind."""
         for folder in (self.root, self.images, self.results):
             folder.mkdir(parents=True, exist_ok=True)
+        # One folder per first character of a name: 64 folders made once here keep any one
+        # folder's size in check without a mkdir on the path of every image.
+        for shard in SHARDS:
+            (self.images / shard).mkdir(exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir()
 
@@ -53,7 +58,7 @@ class Storage:
         """Where an output image lives; ValueError for any name that is not one of ours."""
         if not IMAGE_NAME.fullmatch(name):
             raise ValueError(f"not an image name: {name!r}")
-        return self.images / name[:2] / name
+        return self.images / name[0] / name
 
     def results_path(self, job_id: str) -> Path:
         return self.results / f"{job_id}.csv"
@@ -65,17 +70,15 @@ class Storage:
         and a fixed name spares the random-name search of mkstemp on this hot path.
         """
         target = self.image_path(name)
-        if target.parent not in self._folders:
-            target.parent.mkdir(exist_ok=True)
-            self._folders.add(target.parent)
         part = self.tmp / f"{name}.part"
         try:
             with part.open("wb") as handle:
                 result = write(handle)
                 size = handle.tell()
-            os.replace(part, target)
-        finally:
+        except BaseException:
             part.unlink(missing_ok=True)
+            raise
+        os.replace(part, target)
         return result, size
 
     def write_results(self, job_id: str, write: Callable[[IO[str]], None]) -> None:

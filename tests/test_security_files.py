@@ -106,8 +106,8 @@ def traversal_paths(name: str, data_dir: Path) -> list[str]:
         "/api/image//etc/passwd",
         "/api/image/" + urllib.parse.quote(database, safe=""),
         "/api/image/" + database,
-        f"/api/image/{name[:2]}%2F{name}",  # the real file, by its sharded path
-        f"/api/image/{name[:2]}/{name}",
+        f"/api/image/{name[0]}%2F{name}",  # the real file, by its sharded path
+        f"/api/image/{name[0]}/{name}",
         f"/api/image/{name}%00.png",
         f"/api/image/{name}%00",
         "/api/image/%00",
