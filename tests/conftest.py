@@ -62,6 +62,16 @@ class ImageHost:
         self.handlers[path] = handler
         return self.url(path)
 
+    def held(self, path: str, body: bytes) -> tuple[str, asyncio.Event]:
+        """A URL whose image is served only once the returned event is set."""
+        release = asyncio.Event()
+
+        async def wait_then_serve(request: web.Request) -> web.Response:
+            await release.wait()
+            return web.Response(body=body, content_type="image/jpeg")
+
+        return self.route(path, wait_then_serve), release
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits[request.path] += 1
         if request.path in self.handlers:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from .conftest import (
@@ -28,35 +27,26 @@ ALICE = "alice-0123456789abcdef"
 BOB = "bob-fedcba9876543210"
 
 
-def held_image(host: ImageHost, gate: asyncio.Event) -> str:
-    """A URL whose image is sent only once `gate` is set: a job held in `processing`."""
-    body = jpeg_bytes(60, 40)
-
-    async def held(request: web.Request) -> web.Response:
-        await gate.wait()
-        return web.Response(body=body, content_type="image/jpeg")
-
-    return host.route("/held.jpg", held)
-
-
 def csv_of(*urls: str) -> str:
     rows = "".join(f"{n},SKU{n},{url}\n" for n, url in enumerate(urls, 1))
     return "S. No.,Product Name,Input Image Urls\n" + rows
 
 
 @pytest.fixture
-async def gate() -> AsyncIterator[asyncio.Event]:
-    event = asyncio.Event()
-    yield event
-    event.set()  # never leave the image host's answer hanging
+async def held(image_host: ImageHost) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A URL whose image is sent only once the event is set: a job held in `processing`."""
+    url, release = image_host.held("/held.jpg", jpeg_bytes(60, 40))
+    yield url, release
+    release.set()  # never leave the image host's answer hanging
 
 
 async def test_a_cancelled_job_sends_a_signed_job_cancelled_webhook(
-    tmp_path: Path, image_host: ImageHost, receiver: Receiver, gate: asyncio.Event
+    tmp_path: Path, receiver: Receiver, held: tuple[str, asyncio.Event]
 ) -> None:
+    url, gate = held
     settings = settings_for(tmp_path / "data", webhook_secret=SECRET)
     async with running_service(settings) as service:
-        text = csv_of(held_image(image_host, gate))
+        text = csv_of(url)
         status, answer = await service.upload(text, webhook_url=receiver.url())
         assert status == 202
         job_id = answer["request_id"]
@@ -99,13 +89,17 @@ async def refused_to(other: Service, job_id: str) -> None:
 
 
 async def test_another_key_gets_404_on_every_route_of_a_job(
-    tmp_path: Path, image_host: ImageHost, receiver: Receiver, gate: asyncio.Event
+    tmp_path: Path,
+    image_host: ImageHost,
+    receiver: Receiver,
+    held: tuple[str, asyncio.Event],
 ) -> None:
+    url, gate = held
     settings = settings_for(tmp_path / "data", api_keys=(ALICE, BOB))
     async with running_service(settings) as service:
         alice, bob = service.with_key(ALICE), service.with_key(BOB)
         missing = image_host.url("/missing.jpg")
-        text = csv_of(held_image(image_host, gate), missing)
+        text = csv_of(url, missing)
         _, answer = await alice.upload(text, webhook_url=receiver.url())
         job_id = answer["request_id"]
         await alice.wait(job_id, lambda s: s["status"] == "processing")

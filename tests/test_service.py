@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from PIL import Image
 
 from .conftest import ImageHost, Service, jpeg_bytes, running_service, settings_for
@@ -207,13 +206,7 @@ async def test_unknown_ids_and_paths_are_404_in_the_error_shape(service: Service
 
 
 async def test_download_is_409_while_running(service: Service, image_host: ImageHost) -> None:
-    release = asyncio.Event()
-
-    async def slow(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(body=jpeg_bytes(50, 50), content_type="image/jpeg")
-
-    url = image_host.route("/slow.jpg", slow)
+    url, release = image_host.held("/slow.jpg", jpeg_bytes(50, 50))
     _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
     status, body = await service.get(f"/api/download/{answer['request_id']}")
     assert status == 409
@@ -225,13 +218,7 @@ async def test_download_is_409_while_running(service: Service, image_host: Image
 
 
 async def test_images_in_flight_show_as_processing(service: Service, image_host: ImageHost) -> None:
-    release = asyncio.Event()
-
-    async def held(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(body=jpeg_bytes(40, 40), content_type="image/jpeg")
-
-    url = image_host.route("/held.jpg", held)
+    url, release = image_host.held("/held.jpg", jpeg_bytes(40, 40))
     _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
     path = f"/api/details/{answer['request_id']}"
     async with asyncio.timeout(10):
@@ -281,14 +268,8 @@ async def test_health_endpoints(service: Service) -> None:
 async def test_a_restart_resumes_without_redoing_work(
     tmp_path: Path, image_host: ImageHost
 ) -> None:
-    gate = asyncio.Event()
-
-    async def held(request: web.Request) -> web.Response:
-        await gate.wait()
-        return web.Response(body=jpeg_bytes(80, 60), content_type="image/jpeg")
-
     fast = [image_host.add(f"/fast{n}.jpg", jpeg_bytes(80, 60)) for n in range(5)]
-    slow = image_host.route("/held.jpg", held)
+    slow, gate = image_host.held("/held.jpg", jpeg_bytes(80, 60))
     lines = [f"{n},P{n},{u}" for n, u in enumerate(fast)] + [f"9,Held,{slow}"]
     settings = settings_for(tmp_path)
     async with running_service(settings) as service:
