@@ -170,6 +170,9 @@ def _decode(
         if target != source.size:
             # JPEG decodes at 1/2, 1/4 or 1/8 scale for free; other formats ignore this.
             source.draft(None, target)
+        # One read and one decode call for the whole image: Pillow's default of 64 KiB
+        # blocks takes the GIL back between blocks, which the event loop then waits for.
+        source.decodermaxblock = len(data)
         source.load()
         # Read after load(): the TIFF plugin turns the image itself while loading and then
         # drops the tag, and a PNG may keep its EXIF after the pixel data.
