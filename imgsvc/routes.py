@@ -47,7 +47,8 @@ async def upload(request: Request) -> Response:
     owner = request_owner(request)
     key = idempotency.header_key(request, owner)
     received = await read_upload(request, services.settings)
-    digest = idempotency.digest(received)
+    # Hashing up to IMGSVC_MAX_UPLOAD_BYTES would hold up the event loop: a thread does it.
+    digest = await run_in_threadpool(idempotency.digest, received) if key else ""
     if key and (earlier := await idempotency.earlier_answer(services.db, key, digest)):
         return earlier
     try:
