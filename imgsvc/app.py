@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -79,23 +79,51 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 @asynccontextmanager
 async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[Services]:
-    storage = Storage(settings.data_dir)
-    await asyncio.to_thread(storage.prepare)
-    db = await Database.open(storage.database)
-    pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
-    images.keep_memory_for(settings.cpu_workers)
-    session = aiohttp.ClientSession(
-        connector=guarded_connector(settings.address_policy, settings.fetch_concurrency),
-        trust_env=False,
-        read_bufsize=READ_BUFFER,
-    )
+    """Everything long-lived; each part is closed even when starting a later one or closing
+    another fails, so a failed start or stop never leaves threads that keep the process up."""
+    async with AsyncExitStack() as stack:
+        storage = Storage(settings.data_dir)
+        await asyncio.to_thread(storage.prepare)
+        db = await Database.open(storage.database)
+        stack.push_async_callback(db.close)
+        pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
+        stack.push_async_callback(asyncio.to_thread, pool.shutdown, True, cancel_futures=True)
+        images.keep_memory_for(settings.cpu_workers)
+        session = aiohttp.ClientSession(
+            connector=guarded_connector(settings.address_policy, settings.fetch_concurrency),
+            trust_env=False,
+            read_bufsize=READ_BUFFER,
+        )
+        stack.push_async_callback(session.close)
+        sender = await start_sender(settings, db, storage)
+        stack.push_async_callback(sender.stop)
+        runner = JobRunner(_pipeline(settings, db, storage, session, pool), settings.job_workers)
+        stack.push_async_callback(runner.stop)
+        await runner.start()
+        if settings.retention_days:
+            cleaner = asyncio.create_task(
+                retention.keep_clean(db, storage, settings.retention_days)
+            )
+            stack.push_async_callback(_cancel, cleaner)
+        stack.push_async_callback(lifecycle.drain)
+        lifecycle.ready(runner)
+        yield Services(settings, db, storage, runner, lifecycle)
+
+
+def _pipeline(
+    settings: Settings,
+    db: Database,
+    storage: Storage,
+    session: aiohttp.ClientSession,
+    pool: ThreadPoolExecutor,
+) -> Pipeline:
     limits = FetchLimits(
         max_bytes=settings.max_image_bytes,
         timeout=settings.fetch_timeout,
         max_redirects=settings.max_redirects,
         retries=settings.fetch_retries,
     )
-    pipeline = Pipeline(
+    return Pipeline(
         db=db,
         storage=storage,
         fetcher=Fetcher(session, limits, settings.fetch_concurrency),
@@ -103,25 +131,11 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
         tasks_per_job=settings.fetch_concurrency,
         max_pixels=settings.max_image_pixels,
     )
-    runner = JobRunner(pipeline, settings.job_workers)
-    await runner.start()
-    sender = await start_sender(settings, db, storage)
-    cleaner = None
-    if settings.retention_days:
-        cleaner = asyncio.create_task(retention.keep_clean(db, storage, settings.retention_days))
-    lifecycle.ready(runner)
-    try:
-        yield Services(settings, db, storage, runner, lifecycle)
-    finally:
-        await lifecycle.drain()
-        if cleaner is not None:
-            cleaner.cancel()
-            await asyncio.gather(cleaner, return_exceptions=True)
-        await runner.stop()
-        await sender.stop()
-        await session.close()
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-        await db.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
