@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from . import payloads, signing
+from . import metrics, payloads, signing
 from .config import Settings
 from .db import Database, in_seconds, now
 from .models import Delivery, DeliveryAttempt, DeliveryState, Job, OutboxEntry
@@ -37,6 +37,12 @@ EXCERPT = 200  # characters of a failing receiver's answer kept in the attempt l
 USER_AGENT = "imgsvc/0.1 (webhook)"
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 PERMANENT_ERRORS = frozenset({"blocked_address", "invalid_url"})
+# An attempt's outcome as /metrics counts it, by where it left the delivery.
+OUTCOMES = {
+    DeliveryState.DELIVERED: "delivered",
+    DeliveryState.PENDING: "failed",
+    DeliveryState.FAILED: "gave_up",
+}
 
 Found = tuple[Delivery, list[DeliveryAttempt]] | None
 
@@ -183,6 +189,7 @@ class WebhookSender:
             attempt, retry_after = await self._attempt(delivery)
             state, next_at = self._after(delivery, attempt, retry_after)
             await self._db.record_attempt(delivery.id, attempt, state, next_at)
+            metrics.webhook_attempt(OUTCOMES[state])
             log.info("webhook %s for job %s: attempt %d %s (%s)", delivery.id, delivery.job_id,
                      attempt.number, attempt.status_code or attempt.error_code, state)  # fmt: skip
         except Exception:

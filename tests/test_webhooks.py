@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,14 @@ async def test_every_configured_secret_signs(
     assert not (tmp_path / "data" / "webhook-secret").exists()
 
 
+async def attempt_counts(service: Service) -> dict[str, float]:
+    """/metrics' webhook attempts by outcome (the registry is the process's: compare)."""
+    async with service.client.get(f"{service.url}/metrics") as response:
+        text = await response.text()
+    found = re.findall(r'^imgsvc_webhook_attempts_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
+    return {outcome: float(value) for outcome, value in found}
+
+
 async def test_retries_keep_the_id_until_success(
     tmp_path: Path, image_host: ImageHost, receiver: Receiver
 ) -> None:
@@ -110,10 +119,13 @@ async def test_retries_keep_the_id_until_success(
         tmp_path / "data", webhook_secret=SECRET, webhook_retry_schedule=(1.1, 1.1, 1.1, 1.1)
     )
     async with running_service(settings) as service:
+        before = await attempt_counts(service)
         request_id = await submit(service, image_host, receiver)
         calls = await receiver.wait_calls(4)
         webhook = await webhook_state(service, request_id, "delivered")
+        after = await attempt_counts(service)
 
+    assert {k: after[k] - before.get(k, 0) for k in after} == {"failed": 3, "delivered": 1}
     assert len({c.headers["webhook-id"] for c in calls}) == 1
     stamps = [int(c.headers["webhook-timestamp"]) for c in calls]
     assert stamps == sorted(set(stamps)), "timestamps must increase"
