@@ -23,7 +23,6 @@ from .storage import Storage
 
 CHUNK = 256 * 1024  # bytes handed to the loop at a time
 BUFFERED_CHUNKS = 4
-PAGE_SIZE = 500  # products read per query
 
 
 class _Pipe:
@@ -55,7 +54,8 @@ def archive_name(job_id: str) -> str:
 async def zip_stream(db: Database, storage: Storage, job_id: str) -> AsyncIterator[bytes]:
     """The zip's bytes: `results-<id>.csv`, then `images/<output name>` for every image."""
     send, receive = anyio.create_memory_object_stream[bytes](BUFFERED_CHUNKS)
-    writer = asyncio.create_task(anyio.to_thread.run_sync(_write_zip, db, storage, job_id, send))
+    names = _output_names(db, job_id, asyncio.get_running_loop())
+    writer = asyncio.create_task(anyio.to_thread.run_sync(_write_zip, storage, job_id, names, send))
     try:
         async with receive:
             async for chunk in receive:
@@ -67,27 +67,24 @@ async def zip_stream(db: Database, storage: Storage, job_id: str) -> AsyncIterat
 
 
 def _write_zip(
-    db: Database, storage: Storage, job_id: str, send: MemoryObjectSendStream[bytes]
+    storage: Storage, job_id: str, names: Iterator[str], send: MemoryObjectSendStream[bytes]
 ) -> None:
     try:
         pipe = _Pipe(send)
         with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED) as archive:
             archive.write(storage.results_path(job_id), f"results-{job_id}.csv")
-            for name in _output_names(db, job_id):
+            for name in names:
                 archive.write(storage.image_path(name), f"images/{name}")
         pipe.flush()
     finally:
         anyio.from_thread.run(send.aclose)
 
 
-def _output_names(db: Database, job_id: str) -> Iterator[str]:
-    """Every output image of the job once, in input order, read a page at a time."""
+def _output_names(db: Database, job_id: str, loop: asyncio.AbstractEventLoop) -> Iterator[str]:
+    """Every output image of the job once, in input order (iterated in the zip's thread)."""
     seen: set[str] = set()
-    offset = 0
-    while page := anyio.from_thread.run(db.products, job_id, offset, PAGE_SIZE):
-        for product in page:
-            for image in product.images:
-                if image.output_name and image.output_name not in seen:
-                    seen.add(image.output_name)
-                    yield image.output_name
-        offset = page[-1].seq + 1
+    for product in db.products_from_thread(job_id, loop):
+        for image in product.images:
+            if image.output_name and image.output_name not in seen:
+                seen.add(image.output_name)
+                yield image.output_name

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 500
-
 
 class StorageFailure(Exception):
     """Writing into the data folder failed (disk full, no permission): the job cannot go on."""
@@ -97,31 +95,23 @@ async def _remove_cancelled_files(pipeline: Pipeline, job_id: str) -> None:
     # of the results: its file goes, so every stored file belongs to a recorded image.
     job = await pipeline.db.get_job(job_id)
     assert job is not None
-    extension = images.OutputFormat(job.options.format).extension
-    after = ""
-    while urls := await pipeline.db.job_urls(job_id, after, PAGE_SIZE, ImageStatus.CANCELLED):
-        after = urls[-1]
-        names = [image_name(job_id, url, extension) for url in urls]
+    async for urls in pipeline.db.job_url_pages(job_id, ImageStatus.CANCELLED):
         await asyncio.get_running_loop().run_in_executor(
-            pipeline.pool, pipeline.storage.remove_images, names
+            pipeline.pool, pipeline.storage.remove_images, image_names(job, urls)
         )
+
+
+def image_names(job: Job, urls: list[str]) -> list[str]:
+    """The output file names `urls` have (or would have) in `job`."""
+    extension = images.OutputFormat(job.options.format).extension
+    return [image_name(job.id, url, extension) for url in urls]
 
 
 def _result_rows(
     db: Database, job: Job, loop: asyncio.AbstractEventLoop
 ) -> Iterator[tuple[tuple[str, ...], list[str | None]]]:
     """The results CSV's rows, read page by page from a worker thread."""
-    offset = 0
-    while True:
-        page = asyncio.run_coroutine_threadsafe(
-            db.products(job.id, offset, PAGE_SIZE), loop
-        ).result()
-        if not page:
-            return
-        for product in page:
-            urls = [
-                image_url(job.base_url, i.output_name) if i.output_name else None
-                for i in product.images
-            ]
-            yield product.cells, urls
-        offset = page[-1].seq + 1
+    for product in db.products_from_thread(job.id, loop):
+        urls = [image_url(job.base_url, i.output_name) if i.output_name else None
+                for i in product.images]  # fmt: skip
+        yield product.cells, urls

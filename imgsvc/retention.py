@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from . import images
 from .db import Database, in_seconds
+from .endings import image_names
 from .models import Job
-from .storage import Storage, image_name
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,7 @@ async def sweep(db: Database, storage: Storage, days: int) -> int:
 async def _file_names(db: Database, job: Job) -> list[str]:
     # Every URL's name, not only recorded outputs: a file written just before a crash whose
     # outcome was never recorded goes too.
-    extension = images.OutputFormat(job.options.format).extension
-    names: list[str] = []
-    after = ""
-    while urls := await db.job_urls(job.id, after, 1000):
-        after = urls[-1]
-        names.extend(image_name(job.id, url, extension) for url in urls)
-    return names
+    return [name async for urls in db.job_url_pages(job.id) for name in image_names(job, urls)]
 
 
 def _remove_files(storage: Storage, job_id: str, names: list[str]) -> None:

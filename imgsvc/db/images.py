@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from ..models import ImageRecord, ImageStatus, PendingImage, ProductRecord
@@ -118,3 +119,24 @@ class ImageQueries(Connections):
             args += (status,)
         rows = await self._reader.execute_fetchall(f"{sql} ORDER BY url LIMIT ?", (*args, limit))
         return [r[0] for r in rows]
+
+    def products_from_thread(
+        self, job_id: str, loop: asyncio.AbstractEventLoop, page_size: int = 500
+    ) -> Iterator[ProductRecord]:
+        """Every product of a job in input order, for code running in a worker thread: each
+        page is read on `loop` (which owns the connections) while the thread waits."""
+        offset = 0
+        while page := asyncio.run_coroutine_threadsafe(
+            self.products(job_id, offset, page_size), loop
+        ).result():
+            yield from page
+            offset = page[-1].seq + 1
+
+    async def job_url_pages(
+        self, job_id: str, status: ImageStatus | None = None, page_size: int = 1000
+    ) -> AsyncIterator[list[str]]:
+        """A job's distinct URLs (with `status` only), a sorted page at a time."""
+        after = ""
+        while urls := await self.job_urls(job_id, after, page_size, status):
+            yield urls
+            after = urls[-1]
