@@ -46,7 +46,7 @@ def jpeg_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 80, 
 class ImageHost:
     """An aiohttp server on 127.0.0.1 serving what a test puts on it, counting requests."""
 
-    server: TestServer
+    server: TestServer = field(init=False)  # set when the server starts
     bodies: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     handlers: dict[str, Handler] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
@@ -82,14 +82,26 @@ class ImageHost:
         return web.Response(body=body, content_type=content_type)
 
 
+@asynccontextmanager
+async def loopback_server(
+    handle: Handler, host: str = "127.0.0.1", port: int = 0, method: str = "GET"
+) -> AsyncIterator[TestServer]:
+    """An aiohttp server on a loopback address sending every path to `handle`."""
+    app = web.Application()
+    app.router.add_route(method, "/{tail:.*}", handle)
+    server = TestServer(app, host=host, port=port)
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
 @pytest.fixture
 async def image_host() -> AsyncIterator[ImageHost]:
-    app = web.Application()
-    host = ImageHost(TestServer(app, host="127.0.0.1", port=0))
-    app.router.add_route("GET", "/{tail:.*}", host.handle)
-    await host.server.start_server()
-    yield host
-    await host.server.close()
+    host = ImageHost()
+    async with loopback_server(host.handle) as host.server:
+        yield host
 
 
 @dataclass
@@ -197,7 +209,7 @@ class Call:
 class Receiver:
     """A webhook receiver: answers from a script (then 200), records every call."""
 
-    server: TestServer
+    server: TestServer = field(init=False)  # set when the server starts
     script: list[Answer] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)  # ends hanging answers
@@ -233,10 +245,7 @@ def status(code: int, headers: dict[str, str] | None = None) -> Answer:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    app = web.Application()
-    found = Receiver(TestServer(app, host="127.0.0.1", port=0))
-    app.router.add_route("*", "/{tail:.*}", found.handle)
-    await found.server.start_server()
-    yield found
-    found.release.set()
-    await found.server.close()
+    found = Receiver()
+    async with loopback_server(found.handle, method="*") as found.server:
+        yield found
+        found.release.set()

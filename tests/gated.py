@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from .conftest import jpeg_bytes
+from .conftest import jpeg_bytes, loopback_server
 
 
 @dataclass
@@ -18,7 +18,7 @@ class GatedHost:
     """Serves /img/{name}: a small JPEG, once the gate is open; /missing/{name}: 404 until
     `found` says otherwise. Counts requests per path."""
 
-    server: TestServer
+    server: TestServer = field(init=False)  # set when the server starts
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: int = 0
     hits: dict[str, int] = field(default_factory=dict)
@@ -54,14 +54,11 @@ class GatedHost:
 
 @asynccontextmanager
 async def gated_host(open_gate: bool = False) -> AsyncIterator[GatedHost]:
-    app = web.Application()
-    host = GatedHost(TestServer(app, host="127.0.0.1", port=0))
+    host = GatedHost()
     if open_gate:
         host.gate.set()
-    app.router.add_get("/{tail:.*}", host.handle)
-    await host.server.start_server()
-    try:
-        yield host
-    finally:
-        host.gate.set()
-        await host.server.close()
+    async with loopback_server(host.handle) as host.server:
+        try:
+            yield host
+        finally:
+            host.gate.set()

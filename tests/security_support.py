@@ -10,12 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-
 from imgsvc.config import Settings
 
-from .conftest import ImageHost, Service
+from .conftest import ImageHost, Service, loopback_server
 
 ALLOWED_HOST = "127.0.0.2"  # the one loopback address IMGSVC_ALLOW_NETWORKS opens
 
@@ -35,14 +32,9 @@ def guarded_settings(data_dir: Path, **env: str) -> Settings:
 @asynccontextmanager
 async def allowed_image_host(port: int = 0) -> AsyncIterator[ImageHost]:
     """An image host on 127.0.0.2, the address the guarded settings allow."""
-    app = web.Application()
-    host = ImageHost(TestServer(app, host=ALLOWED_HOST, port=port))
-    app.router.add_route("GET", "/{tail:.*}", host.handle)
-    await host.server.start_server()
-    try:
+    host = ImageHost()
+    async with loopback_server(host.handle, ALLOWED_HOST, port) as host.server:
         yield host
-    finally:
-        await host.server.close()
 
 
 @dataclass

@@ -22,7 +22,7 @@ from PIL import Image
 
 from imgsvc.storage import image_name
 
-from .conftest import jpeg_bytes
+from .conftest import jpeg_bytes, loopback_server
 from .served import ENDED, Served, image_files, kill_9, query, results_rows, served, service_env
 
 ROUNDS = int(os.environ.get("IMGSVC_CRASH_ROUNDS", "6"))
@@ -41,19 +41,15 @@ async def slow_host() -> AsyncIterator[TestServer]:
     bodies = [jpeg_bytes(rng.randint(150, 600), rng.randint(150, 600)) for _ in range(24)]
 
     async def handle(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+        name = request.path.removeprefix("/img/")
         if name.startswith("missing"):
             return web.Response(status=404, text="no such image")
         await asyncio.sleep(random.uniform(0, 0.03))
         return web.Response(body=bodies[sum(name.encode()) % len(bodies)],
                             content_type="image/jpeg")  # fmt: skip
 
-    app = web.Application()
-    app.router.add_get("/img/{name}", handle)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    yield server
-    await server.close()
+    async with loopback_server(handle) as server:
+        yield server
 
 
 def job_csv(host: TestServer, job_no: int, rng: random.Random) -> str:

@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imgsvc import netguard
 
-from .conftest import Service, jpeg_bytes, running_service, settings_for
+from .conftest import Service, jpeg_bytes, loopback_server, running_service, settings_for
 from .test_security_ssrf import ScriptedDns
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -37,14 +36,8 @@ async def any_path_host() -> AsyncIterator[str]:
     async def handle(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="image/jpeg")
 
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handle)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
+    async with loopback_server(handle) as server:
         yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
 
 
 @dataclass
