@@ -8,6 +8,7 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from PIL import Image
 
@@ -172,9 +173,10 @@ async def test_upload_refusals(service: Service) -> None:
     async with service.client.post(f"{service.url}/api/upload", data=b"{}") as response:
         assert response.status == 415
         assert (await response.json())["code"] == "unsupported_media_type"
-    form_without_file = {"quality": "50"}
+    form_without_file = aiohttp.FormData({"quality": "50"}, default_to_multipart=True)
     async with service.client.post(f"{service.url}/api/upload", data=form_without_file) as response:
-        assert response.status in (400, 415)
+        assert response.status == 400
+        assert (await response.json())["code"] == "missing_file"
 
 
 async def test_upload_over_the_limit_is_413(tmp_path: Path) -> None:
