@@ -49,8 +49,13 @@ class ImageQueries(Connections):
         async with self._transaction() as db:
             for status, values in by_status.items():
                 if values:
+                    # Without statistics SQLite picks the primary key's job_id prefix here,
+                    # which visits every image of the job for each URL: 12 ms a URL in a
+                    # job of 100,000 images (20 minutes in all, the write lock held 6 s a
+                    # batch) against 0.012 ms through images_by_url.
                     cursor = await db.executemany(
-                        "UPDATE images SET status = ?, output_name = ?, error_code = ?, "
+                        "UPDATE images INDEXED BY images_by_url "
+                        "SET status = ?, output_name = ?, error_code = ?, "
                         "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ? "
                         "WHERE job_id = ? AND url = ? AND status = ?",
                         values,
