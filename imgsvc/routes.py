@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from . import csvio, idempotency, payloads
+from . import csvio, gil, idempotency, payloads
 from .auth import request_owner
 from .config import Settings
 from .db import Database, KeyTaken, now
@@ -43,6 +43,12 @@ def services_of(request: Request) -> Services:
 
 
 async def upload(request: Request) -> Response:
+    # Parsing and storing a big upload keeps a thread busy in Python for seconds.
+    with gil.quick_handover():
+        return await _accept_upload(request)
+
+
+async def _accept_upload(request: Request) -> Response:
     services = services_of(request)
     owner = request_owner(request)
     key = idempotency.header_key(request, owner)
