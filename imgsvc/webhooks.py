@@ -140,7 +140,9 @@ class WebhookSender:
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=guarded_connector(self._policy, MAX_IN_FLIGHT), trust_env=False
+            connector=guarded_connector(self._policy, MAX_IN_FLIGHT),
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # one receiver's cookies never reach another
         )
         self._loop_task = asyncio.create_task(self._loop())
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from standardwebhooks import Webhook
 
 from imgsvc.cli import main as cli_main
@@ -135,6 +136,25 @@ async def test_retries_keep_the_id_until_success(
     assert [a["status_code"] for a in webhook["attempts"]] == [500, 502, 503, 200]
     assert webhook["attempts"][0]["error"]["code"] == "http_error"
     assert "answered 500" in webhook["attempts"][0]["error"]["message"]
+
+
+async def test_cookies_a_receiver_sets_are_never_sent(
+    service: Service, image_host: ImageHost, receiver: Receiver
+) -> None:
+    async def set_cookie(request: web.Request) -> web.StreamResponse:
+        response = web.Response(text="thanks")
+        response.set_cookie("session", "of-this-receiver", path="/")
+        return response
+
+    receiver.script = [set_cookie]
+    # By name: aiohttp's default jar ignores cookies from IP addresses anyway.
+    hook = receiver.url().replace("127.0.0.1", "localhost")
+    for _ in range(2):
+        code, answer = await service.upload(one_image_csv(image_host), webhook_url=hook)
+        assert code == 202, answer
+        await service.wait(answer["request_id"])
+    calls = await receiver.wait_calls(2)
+    assert [c.headers.get("Cookie") for c in calls] == [None, None]
 
 
 async def test_gone_stops_and_redeliver_sends_the_same_id(
