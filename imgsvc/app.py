@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -25,14 +24,11 @@ from .fetch import Fetcher, FetchLimits
 from .jobs import JobRunner, Pipeline
 from .lifecycle import DataDirInUse, Lifecycle, owning
 from .logs import RequestIdMiddleware
-from .netguard import guarded_connector
 from .routes import ROUTES, Services
 from .storage import Storage
 from .webhooks import start_sender
 
 log = logging.getLogger(__name__)
-
-READ_BUFFER = 256 * 1024  # most images arrive in a few reads instead of dozens
 
 HTTP_CODES = {
     400: "bad_request",
@@ -89,15 +85,11 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
         pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
         stack.push_async_callback(asyncio.to_thread, pool.shutdown, True, cancel_futures=True)
         images.keep_memory_for(settings.cpu_workers)
-        session = aiohttp.ClientSession(
-            connector=guarded_connector(settings.address_policy, settings.fetch_concurrency),
-            trust_env=False,
-            read_bufsize=READ_BUFFER,
-        )
-        stack.push_async_callback(session.close)
+        fetcher = _fetcher(settings)
+        stack.push_async_callback(fetcher.close)
         sender = await start_sender(settings, db, storage)
         stack.push_async_callback(sender.stop)
-        runner = JobRunner(_pipeline(settings, db, storage, session, pool), settings.job_workers)
+        runner = JobRunner(_pipeline(settings, db, storage, fetcher, pool), settings.job_workers)
         stack.push_async_callback(runner.stop)
         await runner.start()
         if settings.retention_days:
@@ -110,23 +102,27 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
         yield Services(settings, db, storage, runner, lifecycle)
 
 
-def _pipeline(
-    settings: Settings,
-    db: Database,
-    storage: Storage,
-    session: aiohttp.ClientSession,
-    pool: ThreadPoolExecutor,
-) -> Pipeline:
+def _fetcher(settings: Settings) -> Fetcher:
     limits = FetchLimits(
         max_bytes=settings.max_image_bytes,
         timeout=settings.fetch_timeout,
         max_redirects=settings.max_redirects,
         retries=settings.fetch_retries,
     )
+    return Fetcher(settings.address_policy, limits, settings.fetch_concurrency)
+
+
+def _pipeline(
+    settings: Settings,
+    db: Database,
+    storage: Storage,
+    fetcher: Fetcher,
+    pool: ThreadPoolExecutor,
+) -> Pipeline:
     return Pipeline(
         db=db,
         storage=storage,
-        fetcher=Fetcher(session, limits, settings.fetch_concurrency),
+        fetcher=fetcher,
         pool=pool,
         tasks_per_job=settings.fetch_concurrency,
         max_pixels=settings.max_image_pixels,

@@ -9,10 +9,17 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from .netguard import BlockedAddressError, blocked_cause, refuse_numeric_spelling
+from .netguard import (
+    AddressPolicy,
+    BlockedAddressError,
+    blocked_cause,
+    guarded_connector,
+    refuse_numeric_spelling,
+)
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "imgsvc/0.1 (image fetcher)"
+READ_BUFFER = 256 * 1024  # most images arrive in a few reads instead of dozens
 
 
 class FetchError(Exception):
@@ -36,12 +43,24 @@ class FetchLimits:
 
 
 class Fetcher:
-    """Fetches URLs through one shared session, at most `concurrency` at a time."""
+    """Fetches URLs through one session of its own, at most `concurrency` at a time."""
 
-    def __init__(self, session: aiohttp.ClientSession, limits: FetchLimits, concurrency: int):
-        self._session = session
+    def __init__(self, policy: AddressPolicy, limits: FetchLimits, concurrency: int) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=guarded_connector(policy, concurrency),
+            trust_env=False,  # no proxy settings from the environment
+            # Cookies a host sets are neither kept nor sent: jobs of different users share
+            # this session, and no image needs them.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
+            timeout=aiohttp.ClientTimeout(sock_read=limits.stall_timeout),
+            read_bufsize=READ_BUFFER,
+        )
         self._limits = limits
         self._slots = asyncio.Semaphore(concurrency)
+
+    async def close(self) -> None:
+        await self._session.close()
 
     async def fetch(self, url: str) -> bytes:
         """The body of `url`, or FetchError saying why not."""
@@ -68,12 +87,7 @@ class Fetcher:
         for _ in range(self._limits.max_redirects + 1):
             _check_url(url)
             try:
-                async with self._session.get(
-                    url,
-                    allow_redirects=False,
-                    headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
-                    timeout=aiohttp.ClientTimeout(sock_read=self._limits.stall_timeout),
-                ) as response:
+                async with self._session.get(url, allow_redirects=False) as response:
                     if response.status in REDIRECTS and "Location" in response.headers:
                         url = url.join(_parse_url(response.headers["Location"]))
                         continue

@@ -7,12 +7,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from imgsvc.fetch import Fetcher, FetchError, FetchLimits
-from imgsvc.netguard import AddressPolicy, guarded_connector
+from imgsvc.netguard import AddressPolicy
 
 from .conftest import ImageHost, jpeg_bytes
 from .security_support import ALLOWED_HOST, allowed_image_host
@@ -32,9 +31,9 @@ async def host() -> AsyncIterator[ImageHost]:
 
 @pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
-    connector = guarded_connector(POLICY, limit=10)
-    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-        yield Fetcher(session, LIMITS, concurrency=10)
+    fetcher = Fetcher(POLICY, LIMITS, concurrency=10)
+    yield fetcher
+    await fetcher.close()
 
 
 async def failure(fetcher: Fetcher, url: str) -> FetchError:
@@ -74,3 +73,37 @@ async def test_unreachable_ports_are_connect_errors(fetcher: Fetcher) -> None:
 async def test_unknown_hosts_are_dns_errors(fetcher: Fetcher) -> None:
     error = await failure(fetcher, "http://no-such-host.invalid/x.jpg")
     assert error.code == "dns_error"
+
+
+async def test_cookies_a_host_sets_are_never_sent_back(image_host: ImageHost) -> None:
+    body = jpeg_bytes(10, 10)
+    sent: list[str | None] = []
+
+    async def tracking(request: web.Request) -> web.Response:
+        sent.append(request.headers.get("Cookie"))
+        response = web.Response(body=body, content_type="image/jpeg")
+        response.set_cookie("visitor", "job-of-another-user", path="/")
+        return response
+
+    # By name: aiohttp's default jar ignores cookies from IP addresses anyway.
+    url = image_host.route("/tracking.jpg", tracking).replace("127.0.0.1", "localhost")
+    fetcher = Fetcher(AddressPolicy(allow_private=True), LIMITS, concurrency=1)
+    try:
+        assert await fetcher.fetch(url) == body
+        assert await fetcher.fetch(url) == body
+    finally:
+        await fetcher.close()
+    assert sent == [None, None]
+
+
+async def test_requests_name_the_fetcher_and_ask_for_images(
+    fetcher: Fetcher, host: ImageHost
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def headers(request: web.Request) -> web.Response:
+        seen.append((request.headers["User-Agent"], request.headers["Accept"]))
+        return web.Response(body=jpeg_bytes(10, 10), content_type="image/jpeg")
+
+    await fetcher.fetch(host.route("/headers.jpg", headers))
+    assert seen == [("imgsvc/0.1 (image fetcher)", "image/*,*/*;q=0.5")]
