@@ -46,11 +46,11 @@ _NOT_KEY = re.compile(r"[^a-z0-9]+")
 # Zero-width characters sneak in from copy-paste and are invisible in a spreadsheet.
 _BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")
 # Most URLs are plain http(s)://host/path: these patterns prove a URL, or a whole cell of
-# them, fine without the cost of urlsplit. The port has at most 4 digits, so it is valid.
+# them, fine without the cost of urlsplit (which doubles the time to read 100,000 rows).
 _URL_CHAR = "[^\\s,\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]"
-_PLAIN = (
-    f"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{{1,4}})?(?:[/?#]{_URL_CHAR}*)?"
-)
+_PORT = "[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
+_HOST = "[A-Za-z0-9][A-Za-z0-9.-]*"
+_PLAIN = f"[Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?::(?:{_PORT}))?(?:[/?#]{_URL_CHAR}*)?"
 _PLAIN_URL = re.compile(_PLAIN)
 _PLAIN_CELL = re.compile(f"[\\s,]*{_PLAIN}(?:[\\s,]+{_PLAIN})*[\\s,]*")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
