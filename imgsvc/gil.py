@@ -18,7 +18,7 @@ def quick_handover() -> Iterator[None]:
 
     Parsing and storing a big upload keeps a thread in Python for seconds, and each time
     the event loop takes the GIL back meanwhile it waits for the switch interval: requests
-    answered during a 100,000-row upload took up to 70-114 ms (p99) at 5 ms, 38-51 ms at
+    answered during a 100,000-row upload took up to 70-114 ms (p99) at 5 ms, 31-58 ms at
     1 ms. It is not the default because Pillow threads switching that often lose about 5%
     of their throughput. Call from the event loop only.
     """
