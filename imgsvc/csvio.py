@@ -261,7 +261,8 @@ def _records(text: str, limits: CsvLimits, problems: _Problems) -> Iterator[tupl
 
 def _csv_error_message(error: str, line: int, limits: CsvLimits) -> str:
     if "field larger than field limit" in error:
-        return f"a field on line {line} is larger than {_size(limits.max_field_bytes)}"
+        limit = _size(limits.max_field_bytes)
+        return f"a field on line {line} is larger than {limit} (IMGSVC_MAX_FIELD_BYTES)"
     return f"line {line} is not valid CSV ({error})"
 
 
@@ -381,7 +382,12 @@ def _check_urls(
         problems.add(line, column, "the row has no image URLs")
     elif len(urls) > limits.max_urls_per_row:
         limit = limits.max_urls_per_row
-        problems.add(line, column, f"the row has {len(urls):,} image URLs; the limit is {limit:,}")
+        problems.add(
+            line,
+            column,
+            f"the row has {len(urls):,} image URLs; the limit is {limit:,} "
+            "(IMGSVC_MAX_URLS_PER_ROW)",
+        )
     if max(map(len, urls), default=0) <= limits.max_url_length and _PLAIN_CELL.fullmatch(cell):
         return
     for url in urls:

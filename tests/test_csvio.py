@@ -293,9 +293,13 @@ def test_nul_byte_names_the_line() -> None:
 def test_field_size_limit_stops_reading() -> None:
     limits = CsvLimits(max_field_bytes=1024)
     text = f'{HEADER}\n1,A,http://a/x\n2,"{"n" * 600}\n{"n" * 600}",http://a/y\n3,,\n'
-    assert problems_of(text, limits) == [(3, None, "a field on line 3 is larger than 1 KiB")]
+    assert problems_of(text, limits) == [
+        (3, None, "a field on line 3 is larger than 1 KiB (IMGSVC_MAX_FIELD_BYTES)")
+    ]
     big = f"{HEADER}\n1,A,http://a/x\n\n4,B,http://a/{'y' * 2_000_000}\n"
-    assert problems_of(big) == [(4, None, "a field on line 4 is larger than 1 MiB")]
+    assert problems_of(big) == [
+        (4, None, "a field on line 4 is larger than 1 MiB (IMGSVC_MAX_FIELD_BYTES)")
+    ]
 
 
 def test_field_size_limit_keeps_earlier_problems() -> None:
@@ -329,7 +333,9 @@ def test_urls_per_row_limit() -> None:
     limits = CsvLimits(max_urls_per_row=3)
     assert parse(f"{HEADER}\n1,A,http://a/1,http://a/2,http://a/3\n", limits).total_images == 3
     text = f"{HEADER}\n1,A,http://a/1,http://a/2,http://a/3,http://a/4\n"
-    assert problems_of(text, limits) == [(2, URLS, "the row has 4 image URLs; the limit is 3")]
+    assert problems_of(text, limits) == [
+        (2, URLS, "the row has 4 image URLs; the limit is 3 (IMGSVC_MAX_URLS_PER_ROW)")
+    ]
 
 
 def test_url_length_limit() -> None:

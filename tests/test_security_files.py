@@ -25,7 +25,7 @@ BAD_FILES = {
     "NUL byte": (HEADER + b"1,Ch\x00air," + URL + b"\n", "line 2 contains a NUL byte"),
     "10 MB field": (
         HEADER + b"1," + b"x" * 10_000_000 + b"," + URL + b"\n",
-        "a field on line 2 is larger than 1 MiB",
+        "a field on line 2 is larger than 1 MiB (IMGSVC_MAX_FIELD_BYTES)",
     ),
     "100,001 rows": (
         HEADER + b"".join(b"%d,P," % n + URL + b"\n" for n in range(100_001)),
