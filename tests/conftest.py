@@ -25,6 +25,10 @@ from imgsvc.config import Settings
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# A Standard Webhooks secret the tests configure, so they can verify signatures.
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -15,13 +15,11 @@ import pytest
 from PIL import Image
 from standardwebhooks import Webhook
 
-from .conftest import Receiver
+from .conftest import SECRET, Receiver
 from .gated import gated_host
 from .served import image_files, query, results_rows, served, service_env
 
 pytestmark = pytest.mark.anyio
-
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 async def test_idempotency_key_returns_the_same_job(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from .conftest import (
+    SECRET,
     ImageHost,
     Receiver,
     Service,
@@ -22,7 +23,6 @@ from .conftest import (
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ALICE = "alice-0123456789abcdef"
 BOB = "bob-fedcba9876543210"
 

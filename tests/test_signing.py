@@ -10,7 +10,7 @@ from standardwebhooks import Webhook
 from imgsvc import signing
 from imgsvc.config import Settings, SettingsError
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+from .conftest import SECRET
 
 
 def test_signature_matches_the_reference_library() -> None:

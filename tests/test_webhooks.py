@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 from imgsvc.cli import main as cli_main
 
 from .conftest import (
+    SECRET,
     ImageHost,
     Receiver,
     Service,
@@ -26,7 +27,6 @@ from .conftest import (
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_bm90aGluZyB0byBzZWUgaGVyZSwgbW92ZSBvbg=="
 
 
