@@ -85,7 +85,7 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
-        await self._db.unfinished_jobs()  # puts interrupted jobs back to pending now
+        await self._db.requeue_interrupted()
 
     def submit(self, job_id: str) -> None:
         """Queue a committed job (once: a job already waiting keeps its place)."""

@@ -91,17 +91,21 @@ class JobQueries(Connections):
         )
         return [job_from(r) for r in rows], next(iter(total))[0]
 
-    async def unfinished_jobs(self) -> list[str]:
-        """Ids of jobs not yet ended, oldest first, after putting running ones back to pending."""
+    async def requeue_interrupted(self) -> None:
+        """Put jobs left running (by a crash or a stop) back to pending."""
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE jobs SET status = ? WHERE status = ?",
                 (JobStatus.PENDING, JobStatus.PROCESSING),
             )
-            rows = await db.execute_fetchall(
-                "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id",
-                (JobStatus.PENDING,),
-            )
+
+    async def unfinished_jobs(self) -> list[str]:
+        """Ids of jobs not yet ended, oldest first, after putting running ones back to pending."""
+        await self.requeue_interrupted()
+        rows = await self._reader.execute_fetchall(
+            "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id",
+            (JobStatus.PENDING,),
+        )
         return [r[0] for r in rows]
 
     async def set_job_status(
