@@ -154,6 +154,8 @@ class JobRunner:
             ):
                 return False
             log.info("job %s started: %d images", job_id, job.total_images)
+        if self._stopping:  # a stop began during the awaits above: drain() missed this slice
+            return False
         run = self._runs[job_id] = _JobRun(self._pipeline, job)
         try:
             await run.process(SLICE_SIZE)
