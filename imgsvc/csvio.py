@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import IO
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -445,7 +445,7 @@ def results_row(cells: Sequence[str], output_urls: Sequence[str | None]) -> list
 
 
 def write_results(
-    out: TextIO,
+    out: IO[str],
     header: Sequence[str],
     rows: Iterable[tuple[Sequence[str], Sequence[str | None]]],
 ) -> None:

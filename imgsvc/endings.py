@@ -79,10 +79,10 @@ async def write_results(pipeline: Pipeline, job_id: str) -> Job:
     """Write the job's results CSV as things stand (atomically); the job as it was read."""
     job = await pipeline.db.get_job(job_id)
     assert job is not None
-    loop = asyncio.get_running_loop()
-    rows = _result_rows(pipeline.db, job, loop)
-    await loop.run_in_executor(
-        pipeline.pool,
+    # Not in the Pillow pool: the thread mostly waits for pages of rows from the event loop,
+    # and a compression slot held that long would slow every other job.
+    rows = _result_rows(pipeline.db, job, asyncio.get_running_loop())
+    await asyncio.to_thread(
         pipeline.storage.write_results,
         job_id,
         lambda out: csvio.write_results(out, job.header, rows),
@@ -96,9 +96,7 @@ async def _remove_cancelled_files(pipeline: Pipeline, job_id: str) -> None:
     job = await pipeline.db.get_job(job_id)
     assert job is not None
     async for urls in pipeline.db.job_url_pages(job_id, ImageStatus.CANCELLED):
-        await asyncio.get_running_loop().run_in_executor(
-            pipeline.pool, pipeline.storage.remove_images, image_names(job, urls)
-        )
+        await asyncio.to_thread(pipeline.storage.remove_images, image_names(job, urls))
 
 
 def image_names(job: Job, urls: list[str]) -> list[str]:
