@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -118,14 +119,20 @@ async def details(request: Request) -> Response:
 
 async def download(request: Request) -> Response:
     job = await job_of(request)
+    path = finished_results(request, job, "the results CSV")
+    return FileResponse(path, media_type="text/csv", filename=f"results-{job.id}.csv")
+
+
+def finished_results(request: Request, job: Job, what: str) -> Path:
+    """The job's results CSV; 409 not_finished (naming `what`) until the job has ended."""
     path = services_of(request).storage.results_path(job.id)
     if not job.status.terminal or not path.exists():
         raise ApiError(
             409,
             "not_finished",
-            f"the job is {job.status.value}; the results CSV is ready when it has finished",
+            f"the job is {job.status.value}; {what} is ready when it has finished",
         )
-    return FileResponse(path, media_type="text/csv", filename=f"results-{job.id}.csv")
+    return path
 
 
 async def image(request: Request) -> Response:

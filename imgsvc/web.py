@@ -20,9 +20,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from . import archive, events, metrics, openapi
-from .errors import ApiError
-from .models import Job
-from .routes import job_of, services_of
+from .routes import finished_results, job_of, services_of
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -41,21 +39,13 @@ async def progress(request: Request) -> Response:
 
 async def zip_archive(request: Request) -> Response:
     job = await job_of(request)
-    _require_finished(job, services_of(request).storage.results_path(job.id).exists())
+    finished_results(request, job, "the archive")
     services = services_of(request)
     return StreamingResponse(
         archive.zip_stream(services.db, services.storage, job.id),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{archive.archive_name(job.id)}"'},
     )
-
-
-def _require_finished(job: Job, results_exist: bool) -> None:
-    if not job.status.terminal or not results_exist:
-        raise ApiError(
-            409, "not_finished",
-            f"the job is {job.status.value}; the archive is ready when it has finished",
-        )  # fmt: skip
 
 
 async def prometheus(request: Request) -> Response:
