@@ -43,7 +43,12 @@ async def finished(pipeline: Pipeline, job_id: str) -> None:
 
 async def cancelled(pipeline: Pipeline, job_id: str) -> None:
     """Cancel what is left; the results CSV lists the images that were produced."""
-    await pipeline.db.cancel_pending_images(job_id)
+    await pipeline.db.end_pending_images(
+        job_id,
+        ImageStatus.CANCELLED,
+        "cancelled",
+        "the job was cancelled before this image was produced",
+    )
     await _remove_cancelled_files(pipeline, job_id)
     job = await write_results(pipeline, job_id)
     message = (
@@ -62,7 +67,9 @@ async def failed(pipeline: Pipeline, job_id: str, exc: BaseException) -> None:
         code, reason = "internal_error", f"the job could not run: {exc}"
     log.error("job %s failed: %s", job_id, reason, exc_info=exc)
     try:
-        count = await pipeline.db.fail_pending_images(job_id, code, f"not produced: {reason}")
+        count = await pipeline.db.end_pending_images(
+            job_id, ImageStatus.FAILED, code, f"not produced: {reason}"
+        )
         await write_results(pipeline, job_id)
     except Exception:
         # Nothing changed for good: the job is still running, and resumes at the next start.

@@ -63,27 +63,17 @@ class ImageQueries(Connections):
                     changed[status] = cursor.rowcount
             await update_counters(db, job_id, changed)
 
-    async def cancel_pending_images(self, job_id: str) -> None:
-        """End every pending image of a job as cancelled."""
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE images SET status = ?, error_code = 'cancelled', "
-                "error_message = 'the job was cancelled before this image was produced' "
-                "WHERE job_id = ? AND status = ?",
-                (ImageStatus.CANCELLED, job_id, ImageStatus.PENDING),
-            )
-            cancelled = {ImageStatus.CANCELLED: cursor.rowcount}
-            await update_counters(db, job_id, cancelled)
-
-    async def fail_pending_images(self, job_id: str, code: str, message: str) -> int:
-        """End every pending image of a job as failed with `code`; how many there were."""
+    async def end_pending_images(
+        self, job_id: str, status: ImageStatus, code: str, message: str
+    ) -> int:
+        """End every pending image of a job in `status` with `code`; how many there were."""
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE images SET status = ?, error_code = ?, error_message = ? "
                 "WHERE job_id = ? AND status = ?",
-                (ImageStatus.FAILED, code, message, job_id, ImageStatus.PENDING),
+                (status, code, message, job_id, ImageStatus.PENDING),
             )
-            await update_counters(db, job_id, {ImageStatus.FAILED: cursor.rowcount})
+            await update_counters(db, job_id, {status: cursor.rowcount})
             return cursor.rowcount
 
     async def products(self, job_id: str, offset: int, limit: int) -> list[ProductRecord]:
