@@ -15,7 +15,7 @@ class KeyTaken(Exception):
 
 def now() -> str:
     """The current time as the API shows it: ISO 8601, UTC, milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return in_seconds(0)
 
 
 def in_seconds(seconds: float) -> str:
@@ -24,7 +24,8 @@ def in_seconds(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-TERMINAL = "('completed', 'failed', 'cancelled')"
+# The ended states as an SQL list, from the one place that says which they are.
+TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.terminal) + ")"
 
 JOB_COLUMNS = (
     "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
