@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import io
 import os
 import re
@@ -36,7 +35,7 @@ from PIL import Image
 from imgsvc.images import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sample_host import DISTINCT, photo
+from sample_host import DISTINCT, photo, products_csv
 
 Work = Callable[[bytes, Path], None]
 
@@ -156,18 +155,6 @@ def _cpu(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def products_csv(base: str, rows: int, per_row: int, distinct: int | None = None) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
-    for n in range(rows):
-        numbers = [n * per_row + i for i in range(per_row)]
-        if distinct:
-            numbers = [x % distinct for x in numbers]
-        writer.writerow([n + 1, f"SKU{n + 1}", ",".join(f"{base}/images/{x}.jpg" for x in numbers)])
-    return out.getvalue().encode()
-
-
 async def upload(client: aiohttp.ClientSession, url: str, data: bytes) -> dict[str, Any]:
     async with client.post(
         url + "/api/upload", data=data, headers={"Content-Type": "text/csv"}
@@ -196,7 +183,7 @@ def percentile(values: list[float], q: float) -> float:
 async def workload_images(server: Server, host: str, images: int) -> dict[str, Any]:
     async with aiohttp.ClientSession() as client:
         await server.ready(client)
-        data = products_csv(host, images // 2, 2)
+        data = products_csv(host, images // 2, 2).encode()
         (cpu, loop_cpu), own_cpu = server.cpu_seconds(), time.process_time()
         start = time.perf_counter()
         answer = await upload(client, server.url, data)
@@ -218,7 +205,7 @@ async def workload_images(server: Server, host: str, images: int) -> dict[str, A
 async def workload_rows(server: Server, host: str, rows: int) -> dict[str, float]:
     async with aiohttp.ClientSession() as client:
         await server.ready(client)
-        data = products_csv(host, rows, 1, distinct=500)
+        data = products_csv(host, rows, 1, distinct=500).encode()
         other: list[float] = []
         stop = asyncio.Event()
 

@@ -51,13 +51,17 @@ def make_app(size: int) -> web.Application:
     return app
 
 
-def write_csv(path: Path, base: str, products: int, per_product: int) -> None:
-    with path.open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
-        for n in range(products):
-            urls = [f"{base}/images/{n * per_product + i}.jpg" for i in range(per_product)]
-            writer.writerow([n + 1, f"SKU{n + 1}", ",".join(urls)])
+def products_csv(base: str, products: int, per_product: int, distinct: int | None = None) -> str:
+    """A products CSV whose image URLs point at this host (repeating every `distinct`)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
+    for n in range(products):
+        numbers = [n * per_product + i for i in range(per_product)]
+        if distinct:
+            numbers = [x % distinct for x in numbers]
+        writer.writerow([n + 1, f"SKU{n + 1}", ",".join(f"{base}/images/{x}.jpg" for x in numbers)])
+    return out.getvalue()
 
 
 def main() -> None:
@@ -71,7 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.csv:
         base = f"http://{args.host}:{args.port}"
-        write_csv(args.csv, base, args.products, args.per_product)
+        args.csv.write_text(
+            products_csv(base, args.products, args.per_product), encoding="utf-8", newline=""
+        )
         print(f"wrote {args.csv}: {args.products} products pointing at {base}/images/")
     web.run_app(make_app(args.size), host=args.host, port=args.port, print=None)
 
