@@ -27,13 +27,18 @@ def call(method: str, url: str, data: bytes | None = None, content_type: str = "
     """One JSON request; ClientError with the service's `detail` (and problems) on refusal."""
     headers = {"Content-Type": content_type} if content_type else {}
     request = urllib.request.Request(url, data, headers | _auth(), method=method)  # noqa: S310
+    with _open(request) as response:
+        return json.load(response)
+
+
+def _open(request: urllib.request.Request) -> Any:
+    """The response, or ClientError saying why there is none."""
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
-            return json.load(response)
+        return urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310
     except urllib.error.HTTPError as exc:
         raise ClientError(_refusal(exc)) from None
     except urllib.error.URLError as exc:
-        raise ClientError(f"cannot reach {url}: {exc.reason}") from None
+        raise ClientError(f"cannot reach {request.full_url}: {exc.reason}") from None
 
 
 def upload(server: str, path: Path, options: dict[str, str]) -> dict[str, Any]:
@@ -48,13 +53,7 @@ def events(url: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """The (event, data) pairs of a server-sent event stream, until the server ends it."""
     headers = {"Accept": "text/event-stream"} | _auth()
     request = urllib.request.Request(url, headers=headers)  # noqa: S310
-    try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310
-    except urllib.error.HTTPError as exc:
-        raise ClientError(_refusal(exc)) from None
-    except urllib.error.URLError as exc:
-        raise ClientError(f"cannot reach {url}: {exc.reason}") from None
-    with response:
+    with _open(request) as response:
         event, data = "message", ""
         for raw in response:
             line = raw.decode().rstrip("\r\n")
