@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from imgsvc import gil
 
 
@@ -21,9 +23,14 @@ def test_the_interval_is_quick_while_any_upload_runs_and_usual_after() -> None:
 
 def test_a_failed_upload_restores_the_usual_interval() -> None:
     usual = sys.getswitchinterval()
-    try:
+    inside: list[float] = []
+
+    def failing_upload() -> None:
         with gil.quick_handover():
+            inside.append(sys.getswitchinterval())
             raise ValueError("the CSV was invalid")
-    except ValueError:
-        pass
+
+    with pytest.raises(ValueError, match="invalid"):
+        failing_upload()
+    assert inside == [gil.BUSY_SWITCH_INTERVAL]
     assert sys.getswitchinterval() == usual
