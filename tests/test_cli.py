@@ -93,6 +93,7 @@ async def test_help_reads_well() -> None:
     for word in ("serve", "submit", "status", "exit status", "--watch"):
         assert word in out
     code, out, _ = await imgsvc("serve", "--help")
+    assert code == 0
     for flag in ("--port", "--data-dir", "--public-url", "--allow-private-urls", "--log-format"):
         assert flag in out
 
@@ -130,6 +131,18 @@ async def test_serve_takes_its_flags_and_logs_json_lines(tmp_path: Path) -> None
                 headers={"Content-Type": "text/csv", "X-Request-ID": "upload-7"},
             ) as response:
                 assert response.status == 400
+            one_row = b"S. No.,Product Name,Input Image Urls\n1,Lamp,http://10.0.0.1/a.jpg\n"
+            async with client.post(
+                f"http://127.0.0.1:{port}/api/upload",
+                data=one_row,
+                headers={"Content-Type": "text/csv"},
+            ) as response:
+                assert response.status == 202
+                answer = await response.json()
+            # Links name the public URL, not the address the request came to.
+            assert answer["status_url"] == (
+                f"https://img.example.com/api/status/{answer['request_id']}"
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
