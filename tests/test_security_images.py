@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from .conftest import ImageHost, Service, jpeg_bytes
+from .security_support import image_outcomes, one_per_row
 from .test_images import (
     camera_metadata,
     cmyk_image,
@@ -31,17 +32,10 @@ from .test_images import (
 MIB = 1024 * 1024
 
 
-def upload_one_per_row(urls: list[str]) -> str:
-    rows = [f"{n},P{n},{url}" for n, url in enumerate(urls, start=1)]
-    return "S. No.,Product Name,Input Image Urls\n" + "\n".join(rows) + "\n"
-
-
 async def outcomes_of(service: Service, urls: list[str]) -> dict[str, dict[str, Any]]:
-    status, answer = await service.upload(upload_one_per_row(urls))
+    status, answer = await service.upload(one_per_row(urls))
     assert status == 202
-    await service.wait(answer["request_id"])
-    _, details = await service.get(f"/api/details/{answer['request_id']}")
-    return {i["input_url"]: i for p in details["products"] for i in p["images"]}
+    return await image_outcomes(service, answer["request_id"])
 
 
 async def fetch_output(service: Service, url: str) -> bytes:
