@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -137,7 +138,7 @@ class Service:
         """One request; its status and its body (JSON decoded, else bytes)."""
         sent = self.headers | (headers or {})
         async with self.client.request(method, self.url + path, headers=sent, **kwargs) as r:
-            return r.status, await _body(r)
+            return r.status, await response_body(r)
 
     async def upload(self, csv_text: str, **fields: str) -> tuple[int, Any]:
         form = aiohttp.FormData()
@@ -157,7 +158,8 @@ class Service:
         return dict(body)
 
 
-async def _body(response: aiohttp.ClientResponse) -> Any:
+async def response_body(response: aiohttp.ClientResponse) -> Any:
+    """The body, JSON-decoded when it is JSON."""
     if response.content_type == "application/json":
         return await response.json()
     return await response.read()
@@ -183,6 +185,14 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
     finally:
         server.should_exit = True
         await task
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, for a service started as a subprocess."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def settings_for(data_dir: Path, **changes: Any) -> Settings:

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from .conftest import response_body
+
 ENDED = ("completed", "failed", "cancelled")
 LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
@@ -38,11 +40,11 @@ class Served:
 
     async def get(self, path: str) -> tuple[int, Any]:
         async with self.client.get(self.url + path) as response:
-            return response.status, await _body(response)
+            return response.status, await response_body(response)
 
     async def post(self, path: str, **kwargs: Any) -> tuple[int, Any]:
         async with self.client.post(self.url + path, **kwargs) as response:
-            return response.status, await _body(response)
+            return response.status, await response_body(response)
 
     async def upload(self, csv_text: str, headers: dict[str, str] | None = None,
                      **fields: str) -> tuple[int, Any]:  # fmt: skip
@@ -132,9 +134,3 @@ def results_rows(data_dir: Path, job_id: str) -> list[list[str]]:
 
 def image_files(data_dir: Path) -> list[str]:
     return sorted(p.name for p in (data_dir / "images").glob("*/*"))
-
-
-async def _body(response: aiohttp.ClientResponse) -> Any:
-    if response.content_type == "application/json":
-        return await response.json()
-    return await response.read()

@@ -6,14 +6,13 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from .conftest import ImageHost, Service, jpeg_bytes
+from .conftest import ImageHost, Service, free_port, jpeg_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -96,13 +95,6 @@ async def test_help_reads_well() -> None:
     assert code == 0
     for flag in ("--port", "--data-dir", "--public-url", "--allow-private-urls", "--log-format"):
         assert flag in out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_serve_takes_its_flags_and_logs_json_lines(tmp_path: Path) -> None:

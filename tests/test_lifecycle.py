@@ -7,12 +7,12 @@ import asyncio
 import random
 import shutil
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
+from .conftest import free_port
 from .gated import gated_host
 from .served import query, served, service_env
 
@@ -100,9 +100,7 @@ async def test_a_second_serve_on_the_same_folder_exits_at_once(tmp_path: Path) -
 
 async def test_uvicorn_workers_cannot_share_a_folder(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "uvicorn", "--factory", "imgsvc.app:create_app",
         "--workers", "2", "--port", str(port),
