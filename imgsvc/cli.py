@@ -171,11 +171,8 @@ def _submit(args: argparse.Namespace) -> None:
 def _status(args: argparse.Namespace) -> None:
     server = args.server.rstrip("/")
     request_id = urllib.parse.quote(args.request_id, safe="")
-    if args.watch:
-        status = client.call("GET", f"{server}/api/status/{request_id}")
-        if status["status"] not in ("completed", "failed", "cancelled"):
-            status = client.watch(f"{server}/api/events/{request_id}")
-        _finish(status | _links(server, request_id))
+    if args.watch:  # an ended job's stream gives its final state and links at once
+        _finish(client.watch(f"{server}/api/events/{request_id}"))
         return
     _print(client.call("GET", f"{server}/api/status/{request_id}"))
 
@@ -197,14 +194,6 @@ def _finish(final: dict[str, Any]) -> None:
     print(f"results CSV: {final['download_url']}")
     print(f"all images:  {final['archive_url']}")
     print(f"details:     {final['details_url']}")
-
-
-def _links(server: str, request_id: str) -> dict[str, str]:
-    return {
-        "download_url": f"{server}/api/download/{request_id}",
-        "details_url": f"{server}/api/details/{request_id}",
-        "archive_url": f"{server}/api/archive/{request_id}",
-    }
 
 
 def _print(body: Any) -> None:

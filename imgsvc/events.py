@@ -46,8 +46,7 @@ async def progress_events(
             yield ": keepalive\n\n"
             quiet = 0.0
         if job.status.terminal:
-            archive_url = f"{job.base_url}/api/archive/{job.id}"
-            yield sse("done", body | links(job) | {"archive_url": archive_url})
+            yield sse("done", body | links(job))
             return
         await asyncio.sleep(interval)
         quiet += interval

@@ -19,6 +19,9 @@ def nullable(kind: str, **more: Any) -> dict[str, Any]:
     return {"type": kind, "nullable": True, **more}
 
 
+# Where a job's status, details, results, live progress and zip are (payloads.links).
+LINKS = ["status_url", "details_url", "download_url", "events_url", "archive_url"]
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object", "required": ["detail", "code"],
@@ -62,9 +65,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "Links": {
         "type": "object",
-        "required": ["status_url", "details_url", "download_url", "events_url"],
-        "properties": {name: {"type": "string", "format": "uri"} for name in (
-            "status_url", "details_url", "download_url", "events_url")},
+        "required": LINKS,
+        "properties": {name: {"type": "string", "format": "uri"} for name in LINKS},
     },
     "UploadAnswer": {
         "allOf": [ref("Links"), {

@@ -52,6 +52,7 @@ def links(job: Job) -> dict[str, str]:
         "details_url": f"{base}/details/{job.id}",
         "download_url": f"{base}/download/{job.id}",
         "events_url": f"{base}/events/{job.id}",
+        "archive_url": f"{base}/archive/{job.id}",
     }
 
 

@@ -59,6 +59,10 @@ async def test_submit_watch_follows_the_job_and_prints_the_results(
     code, out, _ = await imgsvc("status", request_id, "--server", service.url)
     assert code == 0
     assert json.loads(out)["status"] == "completed"
+    # Watching a job that has already ended prints its outcome at once.
+    code, watched, _ = await imgsvc("status", request_id, "--watch", "--server", service.url)
+    assert code == 0
+    assert watched.splitlines() == lines
 
 
 async def test_submit_watch_exits_1_when_the_job_failed(

@@ -66,6 +66,8 @@ async def test_events_show_the_job_moving_then_done(
     assert done["status"] == "completed"
     assert done["progress"]["percentage"] == 100.0
     assert done["download_url"].endswith(f"/api/download/{answer['request_id']}")
+    assert done["archive_url"] == answer["archive_url"]
+    assert answer["archive_url"] == f"{service.url}/api/archive/{answer['request_id']}"
 
 
 async def test_events_of_a_finished_job_end_at_once(
