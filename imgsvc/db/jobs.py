@@ -42,10 +42,15 @@ class JobQueries(Connections):
         idempotency: tuple[str, str] | None,
         owner: str | None,
     ) -> None:
+        key, digest = idempotency or (None, None)
+        values = (*job_values(job), owner, key, digest)
         async with self._transaction() as db:
+            # The key goes in with the job, so a key already taken fails here, before any
+            # of up to 100,000 products is inserted.
             await db.execute(
-                f"INSERT INTO jobs ({JOB_COLUMNS}, owner) VALUES ({', '.join('?' * 19)})",
-                (*job_values(job), owner),
+                f"INSERT INTO jobs ({JOB_COLUMNS}, owner, idempotency_key, upload_digest) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                values,
             )
             await db.executemany(
                 "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
@@ -62,11 +67,6 @@ class JobQueries(Connections):
                     for pos, url in enumerate(p.urls)
                 ),
             )
-            if idempotency is not None:
-                await db.execute(
-                    "UPDATE jobs SET idempotency_key = ?, upload_digest = ? WHERE id = ?",
-                    (*idempotency, job.id),
-                )
 
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
         """A job by id; with `owner`, only if that owner created it."""
