@@ -21,7 +21,7 @@ from .jobs import JobRunner
 from .lifecycle import Lifecycle, Phase
 from .models import Job, JobStatus
 from .storage import Storage
-from .uploads import read_upload
+from .uploads import read_upload, whole_number
 from .webhooks import webhook_object
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -218,12 +218,8 @@ async def job_of(request: Request) -> Job:
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= max(low, high):
-        raise ApiError(400, "invalid_field", f"{name}: {raw[:20]!r} must be from {low} to {high}")
-    return int(raw)
+    value = whole_number(request.query_params, name, low, high)
+    return default if value is None else value
 
 
 ROUTES = [

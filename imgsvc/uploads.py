@@ -69,8 +69,8 @@ async def _read_form(request: Request) -> tuple[bytes, Mapping[str, str]]:
 
 def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions:
     """quality, max_dimension and format, each checked with a message naming the field."""
-    quality = _integer(fields, "quality", 1, 95)
-    max_dimension = _integer(fields, "max_dimension", 1, MAX_DIMENSION)
+    quality = whole_number(fields, "quality", 1, 95)
+    max_dimension = whole_number(fields, "max_dimension", 1, MAX_DIMENSION)
     fmt = (fields.get("format") or "jpeg").strip().lower()
     fmt = {"jpg": "jpeg"}.get(fmt, fmt)
     if fmt not in tuple(OutputFormat):
@@ -100,7 +100,8 @@ def parse_webhook_url(value: str | None, policy: AddressPolicy) -> str | None:
     return url
 
 
-def _integer(fields: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+def whole_number(fields: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    """The field as a number from `low` to `high`, None when absent; else 400 invalid_field."""
     raw = (fields.get(name) or "").strip()
     if not raw:
         return None
