@@ -258,6 +258,12 @@ async def test_jobs_are_listed_newest_first(service: Service, image_host: ImageH
     assert status == 200
     assert body["total"] == 3
     assert [j["request_id"] for j in body["jobs"]] == ids[::-1][:2]
+    _, body = await service.get("/api/jobs?limit=2&offset=2")
+    assert [j["request_id"] for j in body["jobs"]] == ids[:1]
+    for query in ("limit=0", "limit=501", "offset=-1", "limit=two"):
+        status, body = await service.get(f"/api/jobs?{query}")
+        assert (status, body["code"]) == (400, "invalid_field"), query
+        assert body["detail"].startswith(query.split("=")[0] + ": ")
 
 
 async def test_health_endpoints(service: Service) -> None:
