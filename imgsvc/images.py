@@ -70,16 +70,10 @@ class ImageResult:
     height: int
 
 
-# Our format name -> Pillow's plugin name. Only these plugins ever see downloaded bytes.
-_PILLOW_FORMATS = {
-    "jpeg": "JPEG",
-    "png": "PNG",
-    "gif": "GIF",
-    "webp": "WEBP",
-    "bmp": "BMP",
-    "tiff": "TIFF",
-}
+# Our format name -> its name in messages; upper-cased, Pillow's plugin name. Only these
+# plugins ever see downloaded bytes.
 _LABELS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP", "bmp": "BMP", "tiff": "TIFF"}
+_PILLOW_FORMATS = {name: label.upper() for name, label in _LABELS.items()}
 _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"\x89PNG\r\n\x1a\n", "png"),
