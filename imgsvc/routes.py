@@ -112,9 +112,15 @@ async def details(request: Request) -> Response:
     db = services.db
     products = await db.products(job.id, offset, limit)
     in_flight = services.runner.in_flight(job.id)
-    body = payloads.details_object(job, products, offset, limit, in_flight)
-    body["webhook"] = webhook_object(job, await db.latest_delivery(job.id))
-    return JSONResponse(body)
+    webhook = webhook_object(job, await db.latest_delivery(job.id) if job.webhook_url else None)
+
+    def answer() -> Response:
+        body = payloads.details_object(job, products, offset, limit, in_flight)
+        return JSONResponse(body | {"webhook": webhook})
+
+    # A page holds up to 1,000 products of up to 100 images each: build and encode it in
+    # a thread, not on the event loop.
+    return await run_in_threadpool(answer)
 
 
 async def download(request: Request) -> Response:
