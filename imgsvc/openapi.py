@@ -12,6 +12,8 @@ from typing import Any
 
 from .auth import needs_key
 from .openapi_schemas import SCHEMAS, ref
+from .routes import DETAILS_PAGE, JOBS_PAGE, MAX_JOBS_PAGE
+from .uploads import MAX_DIMENSION, MAX_QUALITY
 
 JSON = "application/json"
 ID_PARAM = {"name": "request_id", "in": "path", "required": True,
@@ -38,8 +40,8 @@ def _paged(default: int, maximum: int) -> list[dict[str, Any]]:
 
 UPLOAD_FIELDS: dict[str, Any] = {
     "webhook_url": {"type": "string", "description": "called once the job has ended"},
-    "quality": {"type": "integer", "minimum": 1, "maximum": 95, "default": 50},
-    "max_dimension": {"type": "integer", "minimum": 1, "maximum": 20000,
+    "quality": {"type": "integer", "minimum": 1, "maximum": MAX_QUALITY, "default": 50},
+    "max_dimension": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION,
                       "description": "longest side of the output, in pixels"},
     "format": {"type": "string", "enum": ["jpeg", "jpg", "webp"], "default": "jpeg"},
 }  # fmt: skip
@@ -150,7 +152,7 @@ def paths() -> dict[str, Any]:
         _json("the details", "Details"),
         ("400", "offset or limit out of range"),
     )
-    details["parameters"] = [ID_PARAM, *_paged(1000, 1000)]
+    details["parameters"] = [ID_PARAM, *_paged(DETAILS_PAGE, DETAILS_PAGE)]
     image = {
         "summary": "One output image (immutable; ETag and If-None-Match supported)",
         "parameters": [
@@ -187,7 +189,7 @@ def paths() -> dict[str, Any]:
             _file("the zip, streamed", "application/zip"), NOT_FINISHED)},
         "/api/image/{filename}": {"get": image},
         "/api/jobs": {"get": {"summary": "Recent jobs, newest first",
-                              "parameters": _paged(50, 500),
+                              "parameters": _paged(JOBS_PAGE, MAX_JOBS_PAGE),
                               "responses": {"200": _json("a page of jobs", "JobList"),
                                             "400": _error("offset or limit out of range")}}},
         "/livez": {"get": {"summary": "Liveness", "responses": {"200": {

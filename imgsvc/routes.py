@@ -25,6 +25,8 @@ from .uploads import read_upload, whole_number
 from .webhooks import webhook_object
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+DETAILS_PAGE = 1000  # products per details page, at most and by default
+JOBS_PAGE, MAX_JOBS_PAGE = 50, 500  # jobs per list page: by default, at most
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ async def status(request: Request) -> Response:
 async def details(request: Request) -> Response:
     job = await job_of(request)
     offset = _query_int(request, "offset", 0, 0, job.total_products)
-    limit = _query_int(request, "limit", 1000, 1, 1000)
+    limit = _query_int(request, "limit", DETAILS_PAGE, 1, DETAILS_PAGE)
     services = services_of(request)
     db = services.db
     products = await db.products(job.id, offset, limit)
@@ -159,7 +161,7 @@ async def image(request: Request) -> Response:
 
 async def jobs(request: Request) -> Response:
     offset = _query_int(request, "offset", 0, 0, 10**9)
-    limit = _query_int(request, "limit", 50, 1, 500)
+    limit = _query_int(request, "limit", JOBS_PAGE, 1, MAX_JOBS_PAGE)
     found, total = await services_of(request).db.list_jobs(
         offset, limit, owner=request_owner(request)
     )

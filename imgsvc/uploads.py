@@ -19,6 +19,7 @@ from .netguard import AddressPolicy, BlockedAddressError, refuse_numeric_spellin
 
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-excel")
 MAX_DIMENSION = 20_000
+MAX_QUALITY = 95  # above it JPEG files grow a lot for no visible gain
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ async def _read_form(request: Request) -> tuple[bytes, Mapping[str, str]]:
 
 def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions:
     """quality, max_dimension and format, each checked with a message naming the field."""
-    quality = whole_number(fields, "quality", 1, 95)
+    quality = whole_number(fields, "quality", 1, MAX_QUALITY)
     max_dimension = whole_number(fields, "max_dimension", 1, MAX_DIMENSION)
     fmt = (fields.get("format") or "jpeg").strip().lower()
     fmt = {"jpg": "jpeg"}.get(fmt, fmt)
