@@ -19,9 +19,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN mkdir imgsvc && touch imgsvc/__init__.py && pip install . && pip uninstall -y imgsvc
 COPY imgsvc ./imgsvc
-COPY static ./static
-# Editable, so the package finds static/ beside it in /app.
-RUN pip install --no-deps -e . && python -m compileall -q imgsvc
+RUN pip install --no-deps .
 
 USER imgsvc
 VOLUME ["/data"]

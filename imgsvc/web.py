@@ -22,7 +22,7 @@ from swagger_ui_bundle import swagger_ui_path
 from . import archive, events, metrics, openapi
 from .routes import finished_results, job_of, services_of
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
