@@ -446,7 +446,7 @@ def test_animated_gif_keeps_its_first_frame(tmp_path: Path) -> None:
 def test_animated_png_keeps_its_first_frame(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (40, 30), colour) for colour in (BLUE, RED)]
     data = encode(frames[0], "PNG", save_all=True, append_images=frames[1:])
-    assert Image.open(io.BytesIO(data)).n_frames == 2  # an APNG indeed, else this proves nothing
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 2  # an APNG indeed
     _, output, _ = run(tmp_path, data)
     assert near(pixel(output, (20, 15)), BLUE)
 
