@@ -18,7 +18,8 @@ install: $(INSTALLED)  ## create .venv with the service and its development tool
 run: $(INSTALLED)  ## serve on 127.0.0.1:8000 (IMGSVC_* variables configure it)
 	$(BIN)/imgsvc serve
 
-test: $(INSTALLED)  ## every test
+test: $(INSTALLED)  ## every test (installs the programs they start when missing: see scripts/test-deps.sh)
+	scripts/test-deps.sh
 	$(BIN)/pytest
 
 crashtest: $(INSTALLED)  ## the kill -9 loop, long: CRASH_ROUNDS rounds (default 200)

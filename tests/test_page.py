@@ -1,6 +1,6 @@
 """The web page in a real headless Chromium: upload, live progress, results, downloads.
 
-Debian's `chromium` is required (`.ci/run` installs it); without it this test fails, so a
+Debian's `chromium` is required (`make test` installs it); without it this test fails, so a
 missing browser can never pass as a green run.
 """
 
