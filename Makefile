@@ -23,7 +23,7 @@ test: $(INSTALLED)  ## every test (installs the programs they start when missing
 	$(BIN)/pytest
 
 crashtest: $(INSTALLED)  ## the kill -9 loop, long: CRASH_ROUNDS rounds (default 200)
-	IMGSVC_CRASH_ROUNDS=$${CRASH_ROUNDS:-200} $(BIN)/pytest -s tests/test_crash.py
+	IMGSVC_CRASH_ROUNDS=$${CRASH_ROUNDS:-200} $(BIN)/pytest -s tests/e2e/test_crash.py
 
 demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with curl, the results
 	scripts/demo.sh

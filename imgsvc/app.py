@@ -15,18 +15,19 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import control, images, retention, web
-from .auth import ApiKeyAuth
+from .api.auth import ApiKeyAuth
+from .api.routes import ROUTES
+from .api.services import Services
 from .config import Settings
 from .db import Database
 from .errors import ApiError
-from .fetch import Fetcher, FetchLimits
-from .jobs import JobRunner, Pipeline
 from .lifecycle import DataDirInUse, Lifecycle, owning
 from .logs import RequestIdMiddleware
-from .routes import ROUTES, Services
-from .storage import Storage
-from .webhooks import start_sender
+from .pipeline import compress, retention
+from .pipeline.fetch import Fetcher, FetchLimits
+from .pipeline.queue import JobRunner, Pipeline
+from .pipeline.webhooks import start_sender
+from .storage.local import Storage
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             raise
 
     app = Starlette(
-        routes=[*ROUTES, *control.ROUTES, *web.ROUTES],
+        routes=ROUTES,
         middleware=[
             Middleware(RequestIdMiddleware),
             *([Middleware(ApiKeyAuth, keys=settings.api_keys)] if settings.api_keys else []),
@@ -84,7 +85,7 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
         stack.push_async_callback(db.close)
         pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
         stack.push_async_callback(asyncio.to_thread, pool.shutdown, True, cancel_futures=True)
-        images.keep_memory_for(settings.cpu_workers)
+        compress.keep_memory_for(settings.cpu_workers)
         fetcher = _fetcher(settings)
         stack.push_async_callback(fetcher.close)
         sender = await start_sender(settings, db, storage)

@@ -178,8 +178,8 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _webhook_secret(args: argparse.Namespace) -> None:
-    from .storage import Storage
-    from .webhooks import signing_secrets
+    from .pipeline.webhooks import signing_secrets
+    from .storage.local import Storage
 
     settings = Settings.from_env(data_dir=args.data_dir)
     for secret in signing_secrets(settings, Storage(settings.data_dir)):

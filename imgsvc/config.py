@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .csvio import CsvLimits
-from .netguard import AddressPolicy, Network
-from .signing import secret_key
+from .pipeline.netguard import AddressPolicy, Network
+from .pipeline.parse import CsvLimits
+from .pipeline.signing import secret_key
 
 MIB = 1024 * 1024
 # Seconds between webhook attempts: the Standard Webhooks schedule, about 27 hours in all.

@@ -27,7 +27,7 @@ import uvicorn
 from .errors import ApiError
 
 if TYPE_CHECKING:
-    from .jobs import JobRunner
+    from .pipeline.queue import JobRunner
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any, cast
 import aiohttp
 from PIL import Image
 
-from imgsvc.images import EncodeOptions, compress, keep_memory_for
+from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sample_host import DISTINCT, photo, products_csv

@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..csvio import Product
 from ..models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry
+from ..pipeline.parse import Product
 from .base import Connections, update_counters
 from .rows import JOB_COLUMNS, TERMINAL, KeyTaken, job_from, job_values, now, owned
 

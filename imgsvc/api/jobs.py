@@ -1,0 +1,78 @@
+"""Reading a job: its status, its details, the job list, the results CSV, output images."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from ..errors import not_found
+from ..pipeline.webhooks import webhook_object
+from . import payloads
+from .auth import request_owner
+from .services import finished_results, job_of, query_int, services_of
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+DETAILS_PAGE = 1000  # products per details page, at most and by default
+JOBS_PAGE, MAX_JOBS_PAGE = 50, 500  # jobs per list page: by default, at most
+
+
+async def status(request: Request) -> Response:
+    return JSONResponse(payloads.status_object(await job_of(request)))
+
+
+async def details(request: Request) -> Response:
+    job = await job_of(request)
+    offset = query_int(request, "offset", 0, 0, job.total_products)
+    limit = query_int(request, "limit", DETAILS_PAGE, 1, DETAILS_PAGE)
+    services = services_of(request)
+    db = services.db
+    products = await db.products(job.id, offset, limit)
+    in_flight = services.runner.in_flight(job.id)
+    webhook = webhook_object(job, await db.latest_delivery(job.id) if job.webhook_url else None)
+
+    def answer() -> Response:
+        body = payloads.details_object(job, products, offset, limit, in_flight)
+        return JSONResponse(body | {"webhook": webhook})
+
+    # A page holds up to 1,000 products of up to 100 images each: build and encode it in
+    # a thread, not on the event loop.
+    return await run_in_threadpool(answer)
+
+
+async def download(request: Request) -> Response:
+    job = await job_of(request)
+    path = finished_results(request, job, "the results CSV")
+    return FileResponse(path, media_type="text/csv", filename=f"results-{job.id}.csv")
+
+
+async def image(request: Request) -> Response:
+    name = request.path_params["filename"]
+    try:
+        path = services_of(request).storage.image_path(name)
+    except ValueError:
+        raise not_found("the image") from None
+    if not path.is_file():
+        raise not_found("the image")
+    etag = f'"{name.split(".")[0]}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    media = "image/webp" if name.endswith(".webp") else "image/jpeg"
+    return FileResponse(path, media_type=media, headers=headers)
+
+
+async def jobs(request: Request) -> Response:
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    limit = query_int(request, "limit", JOBS_PAGE, 1, MAX_JOBS_PAGE)
+    found, total = await services_of(request).db.list_jobs(
+        offset, limit, owner=request_owner(request)
+    )
+    return JSONResponse(
+        {
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "jobs": [payloads.status_object(j) | payloads.links(j) for j in found],
+        }
+    )

@@ -1,0 +1,122 @@
+"""The JSON bodies the API (and the webhook) send, built from plain records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import ImageRecord, ImageStatus, Job, JobStatus, ProductRecord
+
+
+def image_url(base_url: str, name: str) -> str:
+    return f"{base_url}/api/image/{name}"
+
+
+def status_message(job: Job) -> str:
+    """A sentence a person reads to know where the job stands."""
+    if job.status is JobStatus.PENDING:
+        return "waiting for a worker"
+    if job.status is JobStatus.PROCESSING:
+        return f"processed {job.processed_images} of {job.total_images} images"
+    if job.status is JobStatus.COMPLETED:
+        failed = f", {job.failed_images} failed" if job.failed_images else ""
+        return f"completed: {job.succeeded_images} of {job.total_images} images produced{failed}"
+    return job.message
+
+
+def status_object(job: Job) -> dict[str, Any]:
+    """The status object of the design: state, message, progress and times."""
+    percentage = 100.0 * job.processed_images / job.total_images if job.total_images else 0.0
+    return {
+        "request_id": job.id,
+        "status": job.status.value,
+        "message": status_message(job),
+        "progress": {
+            "total_products": job.total_products,
+            "processed_products": job.processed_products,
+            "total_images": job.total_images,
+            "processed_images": job.processed_images,
+            "succeeded_images": job.succeeded_images,
+            "failed_images": job.failed_images,
+            "percentage": round(percentage, 1),
+        },
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "completed_at": job.completed_at,
+    }
+
+
+def links(job: Job) -> dict[str, str]:
+    base = f"{job.base_url}/api"
+    return {
+        "status_url": f"{base}/status/{job.id}",
+        "details_url": f"{base}/details/{job.id}",
+        "download_url": f"{base}/download/{job.id}",
+        "events_url": f"{base}/events/{job.id}",
+        "archive_url": f"{base}/archive/{job.id}",
+    }
+
+
+def upload_answer(job: Job) -> dict[str, Any]:
+    """The 202 body: the request id, what was accepted, and where to look next."""
+    products = f"{job.total_products} product{'s' if job.total_products != 1 else ''}"
+    count = f"{job.total_images} image{'s' if job.total_images != 1 else ''}"
+    return {
+        "request_id": job.id,
+        "status": job.status.value,
+        "message": f"accepted {products}, {count}",
+        "total_products": job.total_products,
+        "total_images": job.total_images,
+        "webhook_url": job.webhook_url,
+        **links(job),
+    }
+
+
+def details_object(
+    job: Job,
+    products: list[ProductRecord],
+    offset: int,
+    limit: int,
+    in_flight: frozenset[str],
+) -> dict[str, Any]:
+    """The status object, then a page of products with every image's outcome; pending
+    images whose URL is `in_flight` show as processing."""
+    return {
+        **status_object(job),
+        "options": {
+            "quality": job.options.quality,
+            "max_dimension": job.options.max_dimension,
+            "format": job.options.format,
+        },
+        "offset": offset,
+        "limit": limit,
+        "products": [_product(job.base_url, p, in_flight) for p in products],
+    }
+
+
+def _product(base_url: str, product: ProductRecord, in_flight: frozenset[str]) -> dict[str, Any]:
+    images = [_image(base_url, i, i.url in in_flight) for i in product.images]
+    return {
+        "serial_number": product.serial_number,
+        "product_name": product.product_name,
+        "line": product.line,
+        "input_image_urls": [i["input_url"] for i in images],
+        "output_image_urls": [i["output_url"] for i in images],
+        "images": images,
+    }
+
+
+def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]:
+    error = {"code": image.error_code, "message": image.error_message} if image.error_code else None
+    status = image.status
+    if in_flight and status is ImageStatus.PENDING:
+        status = ImageStatus.PROCESSING
+    return {
+        "input_url": image.url,
+        "output_url": image_url(base_url, image.output_name) if image.output_name else None,
+        "status": status.value,
+        "error": error,
+        "bytes_in": image.bytes_in,
+        "bytes_out": image.bytes_out,
+        "width": image.width,
+        "height": image.height,
+    }

@@ -1,0 +1,133 @@
+"""Turning an upload request into a validated CSV and job options, within the size limit."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import Message, Receive
+
+from ..config import Settings
+from ..errors import ApiError, bad_field
+from ..models import JobOptions
+from ..pipeline.compress import OutputFormat
+from ..pipeline.netguard import AddressPolicy, BlockedAddressError, refuse_numeric_spelling
+
+CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-excel")
+MAX_DIMENSION = 20_000
+MAX_QUALITY = 95  # above it JPEG files grow a lot for no visible gain
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What the client sent: the CSV's bytes and the job's settings."""
+
+    data: bytes
+    options: JobOptions
+    webhook_url: str | None
+
+
+async def read_upload(request: Request, settings: Settings) -> Upload:
+    """Read a multipart form or a raw CSV body, refusing it with 413 once it passes the limit."""
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    limited = Request(request.scope, _limited(request.receive, limit))
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        data, fields = await _read_form(limited)
+    elif content_type in CSV_TYPES:
+        data, fields = await limited.body(), request.query_params
+    else:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the CSV as multipart/form-data with a `file` field, or as a text/csv body",
+        )
+    return Upload(
+        data,
+        parse_options(fields, settings.jpeg_quality),
+        parse_webhook_url(fields.get("webhook_url"), settings.address_policy),
+    )
+
+
+async def _read_form(request: Request) -> tuple[bytes, Mapping[str, str]]:
+    form = await request.form(max_files=1, max_fields=20)
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise ApiError(400, "missing_file", "the form has no `file` field with the CSV file")
+    data = await file.read()
+    await file.close()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    await form.close()
+    return data, fields
+
+
+def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions:
+    """quality, max_dimension and format, each checked with a message naming the field."""
+    quality = whole_number(fields, "quality", 1, MAX_QUALITY)
+    max_dimension = whole_number(fields, "max_dimension", 1, MAX_DIMENSION)
+    fmt = (fields.get("format") or "jpeg").strip().lower()
+    fmt = {"jpg": "jpeg"}.get(fmt, fmt)
+    if fmt not in tuple(OutputFormat):
+        raise bad_field("format", f"{fmt!r} is not one of: jpeg, webp")
+    return JobOptions(quality or default_quality, max_dimension, fmt)
+
+
+def parse_webhook_url(value: str | None, policy: AddressPolicy) -> str | None:
+    """The webhook URL if it is one imgsvc can call; an address literal must be allowed."""
+    if not value or not value.strip():
+        return None
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
+        raise bad_field("webhook_url", f"{url[:100]!r} is not an http or https URL with a host")
+    try:
+        refuse_numeric_spelling(parts.hostname)
+        ipaddress.ip_address(parts.hostname)
+    except BlockedAddressError as exc:
+        raise ApiError(400, "blocked_address", f"webhook_url: {exc}") from None
+    except ValueError:
+        return url  # a host name: its address is checked at each delivery
+    try:
+        policy.check(parts.hostname)
+    except BlockedAddressError as exc:
+        raise ApiError(400, "blocked_address", f"webhook_url: {exc}") from None
+    return url
+
+
+def whole_number(fields: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    """The field as a number from `low` to `high`, None when absent; else 400 invalid_field."""
+    raw = (fields.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise bad_field(name, f"{raw[:20]!r} is not a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise _too_large(limit)
+        return message
+
+    return counted
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "too_large",
+        f"the upload is larger than the limit of {limit:,} bytes (IMGSVC_MAX_UPLOAD_BYTES)",
+    )

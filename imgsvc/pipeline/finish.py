@@ -1,0 +1,122 @@
+"""How a job ends: completed, cancelled or failed, always with its results CSV written first.
+
+A job turns terminal only after its results CSV is in place, and every image it accepted
+ends with a status of its own: nothing is dropped, whatever stopped the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..api.payloads import image_url
+from ..db import Database
+from ..models import ImageStatus, Job, JobStatus
+from ..storage.local import image_name
+from . import compress, results
+from .webhooks import outbox_entry
+
+if TYPE_CHECKING:
+    from .queue import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class StorageFailure(Exception):
+    """Writing into the data folder failed (disk full, no permission): the job cannot go on."""
+
+
+async def finished(pipeline: Pipeline, job_id: str) -> None:
+    """Every image has ended: write the results and mark the job completed (or failed)."""
+    job = await write_results(pipeline, job_id)
+    if job.succeeded_images:
+        status, message = JobStatus.COMPLETED, ""
+    else:
+        status, message = JobStatus.FAILED, "no image could be produced"
+    await pipeline.db.finish_job(
+        job_id, status, message, outbox_entry, only_from=JobStatus.PROCESSING
+    )
+    log.info("job %s %s", job_id, status)
+
+
+async def cancelled(pipeline: Pipeline, job_id: str) -> None:
+    """Cancel what is left; the results CSV lists the images that were produced."""
+    await pipeline.db.end_pending_images(
+        job_id,
+        ImageStatus.CANCELLED,
+        "cancelled",
+        "the job was cancelled before this image was produced",
+    )
+    await _remove_cancelled_files(pipeline, job_id)
+    job = await write_results(pipeline, job_id)
+    message = (
+        f"cancelled on request; {job.succeeded_images} of {job.total_images} images "
+        "had been produced"
+    )
+    if await pipeline.db.finish_job(job_id, JobStatus.CANCELLED, message, outbox_entry):
+        log.info("job %s cancelled", job_id)
+
+
+async def failed(pipeline: Pipeline, job_id: str, exc: BaseException) -> None:
+    """End a job that cannot go on: its pending images fail with the reason, none dropped."""
+    if isinstance(exc, StorageFailure):
+        code, reason = "storage_error", str(exc)
+    else:
+        code, reason = "internal_error", f"the job could not run: {exc}"
+    log.error("job %s failed: %s", job_id, reason, exc_info=exc)
+    try:
+        count = await pipeline.db.end_pending_images(
+            job_id, ImageStatus.FAILED, code, f"not produced: {reason}"
+        )
+        await write_results(pipeline, job_id)
+    except Exception:
+        # Nothing changed for good: the job is still running, and resumes at the next start.
+        log.exception("job %s: could not record its failure", job_id)
+        return
+    await pipeline.db.finish_job(
+        job_id, JobStatus.FAILED,
+        f"{reason}; {count} images were not produced (POST /api/retry/{job_id} redoes them)",
+        outbox_entry,
+    )  # fmt: skip
+
+
+async def write_results(pipeline: Pipeline, job_id: str) -> Job:
+    """Write the job's results CSV as things stand (atomically); the job as it was read."""
+    job = await pipeline.db.get_job(job_id)
+    assert job is not None
+    # Not in the Pillow pool: the thread mostly waits for pages of rows from the event loop,
+    # and a compression slot held that long would slow every other job.
+    rows = _result_rows(pipeline.db, job, asyncio.get_running_loop())
+    await asyncio.to_thread(
+        pipeline.storage.write_results,
+        job_id,
+        lambda out: results.write_results(out, job.header, rows),
+    )
+    return job
+
+
+async def _remove_cancelled_files(pipeline: Pipeline, job_id: str) -> None:
+    # An image written just before the cancel, whose outcome was never recorded, is not part
+    # of the results: its file goes, so every stored file belongs to a recorded image.
+    job = await pipeline.db.get_job(job_id)
+    assert job is not None
+    async for urls in pipeline.db.job_url_pages(job_id, ImageStatus.CANCELLED):
+        await asyncio.to_thread(pipeline.storage.remove_images, image_names(job, urls))
+
+
+def image_names(job: Job, urls: list[str]) -> list[str]:
+    """The output file names `urls` have (or would have) in `job`."""
+    extension = compress.OutputFormat(job.options.format).extension
+    return [image_name(job.id, url, extension) for url in urls]
+
+
+def _result_rows(
+    db: Database, job: Job, loop: asyncio.AbstractEventLoop
+) -> Iterator[tuple[tuple[str, ...], list[str | None]]]:
+    """The results CSV's rows, read page by page from a worker thread."""
+    for product in db.products_from_thread(job.id, loop):
+        urls = [image_url(job.base_url, i.output_name) if i.output_name else None
+                for i in product.images]  # fmt: skip
+        yield product.cells, urls

@@ -1,0 +1,421 @@
+"""Read and validate the input CSV.
+
+Pure and synchronous (stdlib ``csv`` only): the upload route runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+__all__ = [
+    "MAX_PROBLEMS",
+    "CsvError",
+    "CsvLimits",
+    "CsvProblem",
+    "ParsedCsv",
+    "Product",
+    "parse_csv",
+]
+
+MAX_PROBLEMS = 100
+
+# Header cells are compared after dropping case, spaces and punctuation.
+_SERIAL_KEYS = frozenset({"sno", "serialnumber", "serialno", "srno"})
+_NAME_KEYS = frozenset({"productname"})
+_URL_KEYS = frozenset({"inputimageurls", "inputimageurl", "imageurls"})
+_OUTPUT_KEYS = frozenset({"outputimageurls", "outputimageurl"})
+_REQUIRED = (
+    (_SERIAL_KEYS, "S. No."),
+    (_NAME_KEYS, "Product Name"),
+    (_URL_KEYS, "Input Image Urls"),
+)
+_NOT_KEY = re.compile(r"[^a-z0-9]+")
+
+# Zero-width characters sneak in from copy-paste and are invisible in a spreadsheet.
+_BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")
+# Most URLs are plain http(s)://host/path: these patterns prove a URL, or a whole cell of
+# them, fine without the cost of urlsplit (which doubles the time to read 100,000 rows).
+_URL_CHAR = "[^\\s,\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]"
+_PORT = "[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
+_HOST = "[A-Za-z0-9][A-Za-z0-9.-]*"
+_PLAIN = f"[Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?::(?:{_PORT}))?(?:[/?#]{_URL_CHAR}*)?"
+_PLAIN_URL = re.compile(_PLAIN)
+_PLAIN_CELL = re.compile(f"[\\s,]*{_PLAIN}(?:[\\s,]+{_PLAIN})*[\\s,]*")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+@dataclass(frozen=True)
+class CsvLimits:
+    """Limits on one upload; the service fills them from its settings."""
+
+    max_rows: int = 100_000
+    max_urls_per_row: int = 100
+    max_field_bytes: int = 1_048_576
+    max_url_length: int = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One product row: where it starts, its checked values and its cells for the results."""
+
+    line: int
+    serial_number: str
+    product_name: str
+    urls: tuple[str, ...]
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParsedCsv:
+    """A valid upload: the header to echo in the results and every product in file order."""
+
+    header: tuple[str, ...]
+    products: list[Product]
+
+    @property
+    def total_images(self) -> int:
+        """How many image URLs the products hold (duplicates counted)."""
+        return sum(len(product.urls) for product in self.products)
+
+
+@dataclass(frozen=True)
+class CsvProblem:
+    """One thing wrong with the upload, located as precisely as we can."""
+
+    line: int | None
+    column: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON shape of the problem; unknown line or column is left out."""
+        fields = {"line": self.line, "column": self.column, "message": self.message}
+        return {key: value for key, value in fields.items() if value is not None}
+
+    def describe(self) -> str:
+        """One line for a person: ``line 4, Input Image Urls: ftp://x is not …``."""
+        where = [] if self.column is None else [self.column]
+        if self.line is not None and not re.search(rf"\bline {self.line}\b", self.message):
+            where.insert(0, f"line {self.line}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class CsvError(Exception):
+    """The upload is not an acceptable CSV; carries every problem found (up to 100)."""
+
+    def __init__(self, detail: str, problems: list[CsvProblem]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.problems = problems
+
+
+class _Problems:
+    """Collects problems; reading stops once MAX_PROBLEMS are held."""
+
+    def __init__(self) -> None:
+        self.items: list[CsvProblem] = []
+
+    def add(self, line: int | None, column: str | None, message: str) -> None:
+        if not self.full:
+            self.items.append(CsvProblem(line, column, message))
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= MAX_PROBLEMS
+
+    def error(self) -> CsvError:
+        count, first = len(self.items), self.items[0].describe()
+        if count == 1:
+            detail = f"the CSV has a problem: {first}"
+        elif self.full:
+            detail = (
+                f"the CSV has at least {count} problems (only these are listed); the first: {first}"
+            )
+        else:
+            detail = f"the CSV has {count} problems; the first: {first}"
+        return CsvError(detail, self.items)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the columns are, in the raw row and in the cells we keep."""
+
+    header: tuple[str, ...]  # kept header cells
+    width: int  # raw header width (trailing empty cells trimmed)
+    raw_urls: int  # URL column index in the raw row, where spilled URLs start
+    drop: frozenset[int]  # raw indexes of an "Output Image Urls" column
+    serial: int
+    name: int
+    urls: int
+
+
+def parse_csv(data: bytes, limits: CsvLimits) -> ParsedCsv:
+    """Decode, parse and validate an uploaded CSV; raise CsvError with every problem found."""
+    text = _decode(data)
+    problems = _Problems()
+    csv.field_size_limit(limits.max_field_bytes)  # process-wide; every caller sets its own
+    records = _records(text, limits, problems)
+    first = next(records, None)
+    if first is None and not problems.items:
+        problems.add(None, None, "the file is empty (it has only blank lines)")
+    layout = None if first is None else _layout(*first, problems)
+    if layout is None:
+        raise problems.error()
+    products = _products(records, layout, limits, problems)
+    if not products and not problems.items:
+        problems.add(None, None, "the file has a header but no product rows")
+    if problems.items:
+        raise problems.error()
+    return ParsedCsv(layout.header, products)
+
+
+def _fatal(line: int | None, message: str) -> CsvError:
+    problems = _Problems()
+    problems.add(line, None, message)
+    return problems.error()
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 text without BOM, or a CsvError with the one problem that stops everything."""
+    if not data.removeprefix(codecs.BOM_UTF8):
+        raise _fatal(None, "the file is empty")
+    wide = _wide_encoding(data)
+    if wide:
+        raise _fatal(None, f"the file is {wide}, not UTF-8; save it as UTF-8 (CSV UTF-8)")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = _line_at(data, nul)
+        raise _fatal(line, f"line {line} contains a NUL byte; the file looks binary, not CSV")
+    body = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = _line_at(body, exc.start)
+        message = (
+            f"line {line} is not valid UTF-8 (byte 0x{body[exc.start]:02X}); save the file"
+            " as UTF-8 (it may be Windows-1252 or Latin-1)"
+        )
+        raise _fatal(line, message) from None
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """'UTF-16' or 'UTF-32' when a BOM says so, or NULs fall on every other byte."""
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            return name
+    sample = data[:4096]
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    # ASCII text in UTF-16 has a NUL in every other byte and none in between.
+    many = max(even, odd)
+    return (
+        "UTF-16"
+        if len(sample) >= 4 and many * 3 >= len(sample) // 2 and min(even, odd) * 10 <= many
+        else None
+    )
+
+
+def _line_at(data: bytes, index: int) -> int:
+    """The 1-based line holding byte ``index``, counting line breaks as ``csv`` does."""
+    return len(_LINE_BREAK.findall(data, 0, index)) + 1
+
+
+def _records(text: str, limits: CsvLimits, problems: _Problems) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank records with the line each starts on; a csv error is recorded and ends it."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = end = 0
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.add(line, None, _csv_error_message(str(exc), line, limits))
+            return
+        if "".join(row).strip():
+            start, end = line, reader.line_num
+            yield line, row
+    # Outside strict mode a quote left open swallows the rest of the file into one cell.
+    if end > start and _quote_left_open(text):
+        message = f'a quoted cell in the record starting on line {start} is never closed (")'
+        problems.add(start, None, message + "; everything after it was read as one cell")
+
+
+def _csv_error_message(error: str, line: int, limits: CsvLimits) -> str:
+    if "field larger than field limit" in error:
+        limit = _size(limits.max_field_bytes)
+        return f"a field on line {line} is larger than {limit} (IMGSVC_MAX_FIELD_BYTES)"
+    return f"line {line} is not valid CSV ({error})"
+
+
+def _quote_left_open(text: str) -> bool:
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _size(count: int) -> str:
+    if count % 1_048_576 == 0:
+        return f"{count // 1_048_576} MiB"
+    return f"{count // 1024} KiB" if count % 1024 == 0 else f"{count:,} bytes"
+
+
+def _layout(line: int, header: list[str], problems: _Problems) -> _Layout | None:
+    """Locate the required columns; record what is wrong with the header and give None."""
+    while header and not header[-1].strip():
+        header = header[:-1]  # a trailing comma would otherwise swallow spilled URLs
+    keys = [_NOT_KEY.sub("", cell.lower()) for cell in header]
+    drop = frozenset(i for i, key in enumerate(keys) if key in _OUTPUT_KEYS)
+    kept = [i for i in range(len(header)) if i not in drop]
+    found: list[int] = []
+    missing: list[str] = []
+    duplicated = False
+    for names, canonical in _REQUIRED:
+        where = [i for i in kept if keys[i] in names]
+        if len(where) > 1:
+            duplicated = True
+            numbers = " and ".join(str(i + 1) for i in where)
+            problems.add(line, header[where[1]], f"this column appears twice (columns {numbers})")
+        found.extend(where[:1])
+        missing.extend([] if where else [canonical])
+    if missing:
+        problems.add(line, None, _missing_message(line, missing, header))
+    if missing or duplicated:
+        return None
+    serial, name, urls = (kept.index(i) for i in found)
+    cells = tuple(header[i] for i in kept)
+    return _Layout(cells, len(header), found[2], drop, serial, name, urls)
+
+
+def _missing_message(line: int, missing: list[str], header: list[str]) -> str:
+    names = ", ".join(f'"{name}"' for name in missing)
+    shown = ", ".join(f'"{_show(cell, 40)}"' for cell in header[:20])
+    message = f"the header on line {line} lacks the required column(s) {names}; found: {shown}"
+    if any(cell.strip().lower().startswith(("http://", "https://")) for cell in header):
+        message += "; the first row looks like data, and the file needs a header row"
+    return message
+
+
+def _products(
+    records: Iterator[tuple[int, list[str]]],
+    layout: _Layout,
+    limits: CsvLimits,
+    problems: _Problems,
+) -> list[Product]:
+    products: list[Product] = []
+    for line, row in records:
+        if len(products) >= limits.max_rows:
+            message = (
+                f"the file has more than {limits.max_rows:,} product rows;"
+                f" the limit is {limits.max_rows:,} (IMGSVC_MAX_ROWS)"
+            )
+            problems.add(line, None, message)
+            break
+        products.append(_product(line, row, layout, limits, problems))
+        if problems.full:
+            break
+    return products
+
+
+def _product(
+    line: int, row: list[str], layout: _Layout, limits: CsvLimits, problems: _Problems
+) -> Product:
+    cells = _cells(row, layout)
+    serial, name = cells[layout.serial].strip(), cells[layout.name].strip()
+    if not serial:
+        problems.add(line, layout.header[layout.serial], "the serial number is empty")
+    if not name:
+        problems.add(line, layout.header[layout.name], "the product name is empty")
+    cell = cells[layout.urls]
+    # str.split() and re's \s agree on what whitespace is; URLs are split on both and ",".
+    urls = tuple(cell.replace(",", " ").split())
+    _check_urls(line, cell, urls, layout.header[layout.urls], limits, problems)
+    return Product(line, serial, name, urls, tuple(cells))
+
+
+def _cells(row: list[str], layout: _Layout) -> list[str]:
+    """Fit a row to the header: spilled URL fields become one cell, short rows are padded."""
+    width = layout.width
+    if len(row) > width:
+        while len(row) > width and not row[-1].strip():
+            row = row[:-1]  # trailing commas are not URLs
+        start, stop = layout.raw_urls, layout.raw_urls + 1 + len(row) - width
+        spilled = ",".join(cell.strip() for cell in row[start:stop] if cell.strip())
+        row = [*row[:start], spilled, *row[stop:]]
+    if len(row) < width:
+        row = row + [""] * (width - len(row))
+    if layout.drop:
+        row = [cell for i, cell in enumerate(row) if i not in layout.drop]
+    return row
+
+
+def _check_urls(
+    line: int,
+    cell: str,
+    urls: tuple[str, ...],
+    column: str,
+    limits: CsvLimits,
+    problems: _Problems,
+) -> None:
+    if not urls:
+        problems.add(line, column, "the row has no image URLs")
+    elif len(urls) > limits.max_urls_per_row:
+        limit = limits.max_urls_per_row
+        problems.add(
+            line,
+            column,
+            f"the row has {len(urls):,} image URLs; the limit is {limit:,} "
+            "(IMGSVC_MAX_URLS_PER_ROW)",
+        )
+    if max(map(len, urls), default=0) <= limits.max_url_length and _PLAIN_CELL.fullmatch(cell):
+        return
+    for url in urls:
+        why = _url_problem(url, limits.max_url_length)
+        if why:
+            problems.add(line, column, why)
+
+
+def _url_problem(url: str, max_length: int) -> str | None:
+    """Why ``url`` cannot be fetched, or None when it is a plausible http(s) URL."""
+    if len(url) > max_length:
+        return f"{_show(url)} is {len(url):,} characters long; the limit is {max_length:,}"
+    return None if _PLAIN_URL.fullmatch(url) else _unusual_url_problem(url)
+
+
+def _unusual_url_problem(url: str) -> str | None:
+    if _BAD_CHAR.search(url):
+        return f"{_show(url)} contains a control or invisible character"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it is what checks the port
+    except ValueError as exc:
+        return f"{_show(url)} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):  # urlsplit lowercases the scheme
+        hint = " (it should start with https:// or http://)" if not parts.scheme else ""
+        return f"{_show(url)} is not an http or https URL{hint}"
+    if not parts.hostname:
+        return f"{_show(url)} has no host"
+    return None
+
+
+def _show(text: str, limit: int = 80) -> str:
+    """Text short and printable enough to quote in a message; the end keeps the file name."""
+    if len(text) > limit:
+        text = f"{text[: limit - 21]}…{text[-20:]}"
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -1,0 +1,59 @@
+"""Retention: jobs that ended more than IMGSVC_RETENTION_DAYS ago go, rows and files.
+
+Only ended jobs are ever removed; the delete re-checks that in its own transaction, so a job
+retried meanwhile stays. Rows go first, then files: a crash in between can leave files
+without a job (never a job without its files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..db import Database, in_seconds
+from ..models import Job
+from ..storage.local import Storage
+from .finish import image_names
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 3600.0  # seconds between sweeps; the first runs at start
+BATCH = 100
+
+
+async def keep_clean(db: Database, storage: Storage, days: int) -> None:
+    """Sweep now and then every SWEEP_INTERVAL, until cancelled."""
+    while True:
+        try:
+            removed = await sweep(db, storage, days)
+        except Exception:  # a failed sweep must not end the loop: the next one retries
+            log.exception("retention sweep failed")
+        else:
+            if removed:
+                log.info("retention: removed %d jobs older than %d days", removed, days)
+        await asyncio.sleep(SWEEP_INTERVAL)
+
+
+async def sweep(db: Database, storage: Storage, days: int) -> int:
+    """Remove every job that ended more than `days` ago; how many were removed."""
+    cutoff = in_seconds(-days * 86_400)
+    removed = 0
+    # A job that fails the delete's re-check no longer matches, so the loop ends.
+    while jobs := await db.expired_jobs(cutoff, BATCH):
+        for job in jobs:
+            names = await _file_names(db, job)
+            if await db.delete_job(job.id, cutoff):
+                await asyncio.to_thread(_remove_files, storage, job.id, names)
+                removed += 1
+    return removed
+
+
+async def _file_names(db: Database, job: Job) -> list[str]:
+    # Every URL's name, not only recorded outputs: a file written just before a crash whose
+    # outcome was never recorded goes too.
+    return [name async for urls in db.job_url_pages(job.id) for name in image_names(job, urls)]
+
+
+def _remove_files(storage: Storage, job_id: str, names: list[str]) -> None:
+    storage.remove_images(names)
+    storage.remove_results(job_id)

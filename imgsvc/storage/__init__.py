@@ -1,0 +1,1 @@
+"""Where output images and results CSVs live."""

@@ -1,0 +1,208 @@
+"""Live progress, the zip, metrics, request ids, logs and the API docs, as a user meets them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import zipfile
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from imgsvc import logs
+
+from ..conftest import ImageHost, Service, jpeg_bytes
+
+pytestmark = pytest.mark.anyio
+
+
+async def read_events(service: Service, request_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of the stream, in order, until the server closes it."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    url = f"{service.url}/api/events/{request_id}"
+    async with asyncio.timeout(60), service.client.get(url) as response:
+        assert response.status == 200
+        assert response.content_type == "text/event-stream"
+        event = ""
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                found.append((event, json.loads(line[6:])))
+    return found
+
+
+async def slow_csv(image_host: ImageHost, count: int) -> str:
+    """A CSV whose images come slowly, so that progress has steps to show."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3 * int(request.path[6:-4]))
+        return web.Response(body=jpeg_bytes(200, 150), content_type="image/jpeg")
+
+    urls = [image_host.route(f"/slow/{n}.jpg", slow) for n in range(1, count + 1)]
+    rows = "".join(f'{n},SKU{n},"{url}"\n' for n, url in enumerate(urls, start=1))
+    return "S. No.,Product Name,Input Image Urls\n" + rows
+
+
+async def test_events_show_the_job_moving_then_done(
+    service: Service, image_host: ImageHost
+) -> None:
+    _, answer = await service.upload(await slow_csv(image_host, 6))
+    assert answer["events_url"] == f"{service.url}/api/events/{answer['request_id']}"
+    stream = await read_events(service, answer["request_id"])
+
+    names = [name for name, _ in stream]
+    assert names[-1] == "done"
+    assert set(names[:-1]) == {"progress"}, "one done, at the end"
+    seen = [data["progress"]["processed_images"] for _, data in stream[:-1]]
+    assert seen == sorted(seen), "progress never goes backwards"
+    assert len(set(seen)) >= 3, f"intermediate progress was shown: {seen}"
+    done = stream[-1][1]
+    assert done["status"] == "completed"
+    assert done["progress"]["percentage"] == 100.0
+    assert done["download_url"].endswith(f"/api/download/{answer['request_id']}")
+    assert done["archive_url"] == answer["archive_url"]
+    assert answer["archive_url"] == f"{service.url}/api/archive/{answer['request_id']}"
+
+
+async def test_events_of_a_finished_job_end_at_once(
+    service: Service, image_host: ImageHost
+) -> None:
+    _, answer = await service.upload(await slow_csv(image_host, 1))
+    await service.wait(answer["request_id"])
+    stream = await read_events(service, answer["request_id"])
+    assert [name for name, _ in stream] == ["progress", "done"]
+
+
+async def test_events_of_an_unknown_id_is_404(service: Service) -> None:
+    status, body = await service.get("/api/events/nope")
+    assert (status, body["code"]) == (404, "not_found")
+
+
+async def test_archive_holds_the_results_and_every_image(
+    service: Service, image_host: ImageHost
+) -> None:
+    one = image_host.add("/a.jpg", jpeg_bytes(320, 240))
+    two, release = image_host.held("/b.jpg", jpeg_bytes(200, 100, (10, 90, 200)))
+    gone = image_host.url("/gone.jpg")
+    csv_text = (
+        f'S. No.,Product Name,Input Image Urls\n1,Lamp,"{one},{gone}"\n2,Desk,"{two},{one}"\n'
+    )
+    _, answer = await service.upload(csv_text)
+    request_id = answer["request_id"]
+    status, body = await service.get(f"/api/archive/{request_id}")
+    assert (status, body["code"]) == (409, "not_finished")  # never a half-made zip
+    release.set()
+    await service.wait(request_id)
+
+    async with service.client.get(f"{service.url}/api/archive/{request_id}") as response:
+        assert response.status == 200
+        assert response.content_type == "application/zip"
+        assert f"imgsvc-{request_id}.zip" in response.headers["Content-Disposition"]
+        data = await response.read()
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert names[0] == f"results-{request_id}.csv"
+    _, csv_body = await service.get(f"/api/download/{request_id}")
+    assert archive.read(names[0]) == csv_body
+
+    outputs = re.findall(r"/api/image/([\w-]+\.jpg)", csv_body.decode())
+    assert len(set(outputs)) == 2, "the shared URL is one image; the missing one has none"
+    assert sorted(names[1:]) == sorted(f"images/{name}" for name in set(outputs))
+    for name in set(outputs):
+        _, served = await service.get(f"/api/image/{name}")
+        assert archive.read(f"images/{name}") == served
+    assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+
+
+async def test_archive_of_an_unknown_id_is_404(service: Service) -> None:
+    status, body = await service.get("/api/archive/nope")
+    assert (status, body["code"]) == (404, "not_found")
+
+
+def metric(text: str, name: str, absent: float | None = None) -> float:
+    """The sample's value; `absent` if the text has no such sample (else the test fails)."""
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    if match is None:
+        assert absent is not None, f"no {name} in the metrics"
+        return absent
+    return float(match.group(1))
+
+
+async def test_metrics_count_images_bytes_and_jobs(service: Service, image_host: ImageHost) -> None:
+    _, before = await service.get("/metrics")
+    ok = image_host.add("/m.jpg", jpeg_bytes(400, 300))
+    missing = image_host.url("/missing.jpg")
+    _, answer = await service.upload(
+        f'S. No.,Product Name,Input Image Urls\n1,X,"{ok},{missing}"\n'
+    )
+    await service.wait(answer["request_id"])
+    async with service.client.get(f"{service.url}/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        after = await response.text()
+    old = before.decode()
+
+    def grew(name: str) -> float:
+        return metric(after, name) - metric(old, name, absent=0.0)
+
+    assert grew('imgsvc_images_total{code="",status="succeeded"}') == 1
+    assert grew('imgsvc_images_total{code="http_error",status="failed"}') == 1
+    assert grew("imgsvc_bytes_in_total") == len(jpeg_bytes(400, 300))
+    assert 0 < grew("imgsvc_bytes_out_total") < len(jpeg_bytes(400, 300))
+    assert grew("imgsvc_fetch_seconds_count") == 2
+    assert grew("imgsvc_compress_seconds_count") == 1
+    assert metric(after, 'imgsvc_jobs{state="completed"}') == 1
+    assert metric(after, "imgsvc_queue_depth") == 0
+    assert "# TYPE imgsvc_webhook_attempts_total counter" in after.splitlines()
+
+
+async def test_request_id_is_echoed_or_made(service: Service) -> None:
+    async with service.client.get(
+        f"{service.url}/livez", headers={"X-Request-ID": "trace-42"}
+    ) as response:
+        assert response.headers["X-Request-ID"] == "trace-42"
+    async with service.client.get(
+        f"{service.url}/api/status/nope", headers={"X-Request-ID": "bad id\twith spaces"}
+    ) as response:
+        made = response.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+
+
+def test_json_log_lines_carry_the_request_and_job_ids() -> None:
+    record = logging.LogRecord("imgsvc.jobs", logging.INFO, __file__, 1, "job %s ended", ("j1",),
+                               None)  # fmt: skip
+    record.status = 200
+    request_token, job_token = logs.REQUEST_ID.set("r1"), logs.JOB_ID.set("j1")
+    try:
+        line = logs.JsonFormatter().format(record)
+    finally:
+        logs.REQUEST_ID.reset(request_token)
+        logs.JOB_ID.reset(job_token)
+    body = json.loads(line)
+    assert "\n" not in line
+    assert body["message"] == "job j1 ended"
+    assert (body["request_id"], body["job_id"], body["status"]) == ("r1", "j1", 200)
+    assert body["level"] == "info"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["time"])
+
+
+async def test_docs_are_served_without_a_cdn(service: Service) -> None:
+    status, page = await service.get("/docs")
+    assert status == 200
+    html = page.decode()
+    assert "//" not in html, "every asset comes from this service"
+    for asset in re.findall(r'(?:src|href)="([^"]+)"', html):
+        status, body = await service.get(asset)
+        assert status == 200, asset
+        assert len(body) > 100, asset
+    status, document = await service.get("/openapi.json")
+    assert status == 200
+    assert document["openapi"].startswith("3.")
+    assert "/api/events/{request_id}" in document["paths"]
