@@ -19,9 +19,9 @@ from .api.auth import ApiKeyAuth
 from .api.routes import ROUTES
 from .api.services import Services
 from .config import Settings
-from .db import Database
+from .db import Database, open_database
 from .errors import ApiError
-from .lifecycle import DataDirInUse, Lifecycle, owning
+from .lifecycle import DataDirInUse, Lifecycle, owning, process_name
 from .logs import RequestIdMiddleware
 from .pipeline import compress, retention
 from .pipeline.fetch import Fetcher, FetchLimits
@@ -81,16 +81,22 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
     async with AsyncExitStack() as stack:
         storage = Storage(settings.data_dir)
         await asyncio.to_thread(storage.prepare)
-        db = await Database.open(storage.database)
+        db = await open_database(settings)
         stack.push_async_callback(db.close)
         pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
         stack.push_async_callback(asyncio.to_thread, pool.shutdown, True, cancel_futures=True)
         compress.keep_memory_for(settings.cpu_workers)
         fetcher = _fetcher(settings)
         stack.push_async_callback(fetcher.close)
-        sender = await start_sender(settings, db, storage)
+        owner = process_name()
+        sender = await start_sender(settings, db, owner)
         stack.push_async_callback(sender.stop)
-        runner = JobRunner(_pipeline(settings, db, storage, fetcher, pool), settings.job_workers)
+        runner = JobRunner(
+            _pipeline(settings, db, storage, fetcher, pool),
+            settings.job_workers,
+            owner,
+            settings.lease_seconds,
+        )
         stack.push_async_callback(runner.stop)
         await runner.start()
         if settings.retention_days:
@@ -125,7 +131,7 @@ def _pipeline(
         storage=storage,
         fetcher=fetcher,
         pool=pool,
-        tasks_per_job=settings.fetch_concurrency,
+        tasks_per_slice=settings.fetch_concurrency,
         max_pixels=settings.max_image_pixels,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -178,11 +179,17 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _webhook_secret(args: argparse.Namespace) -> None:
+    from .db import open_database
     from .pipeline.webhooks import signing_secrets
-    from .storage.local import Storage
 
-    settings = Settings.from_env(data_dir=args.data_dir)
-    for secret in signing_secrets(settings, Storage(settings.data_dir)):
+    async def read(settings: Settings) -> list[str]:
+        db = await open_database(settings, serving=False)
+        try:
+            return await signing_secrets(settings, db)
+        finally:
+            await db.close()
+
+    for secret in asyncio.run(read(Settings.from_env(data_dir=args.data_dir))):
         print(secret)
 
 

@@ -52,6 +52,7 @@ class Settings:
     webhook_timeout: float = 15.0  # seconds for one attempt, answer included
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # repr=False: never logged
     shutdown_grace: float = 10.0  # seconds images in flight get to finish on SIGTERM
+    lease_seconds: float = 30.0  # claimed work stays with a process that stops renewing it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -85,6 +86,8 @@ class Settings:
                 raise SettingsError(f"IMGSVC_{name.upper()} must be at least 1")
         if self.fetch_timeout <= 0:
             raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
+        if self.lease_seconds < 2:  # leases are renewed twice a second
+            raise SettingsError("IMGSVC_LEASE_SECONDS must be at least 2")
         if self.retention_days < 0 or self.shutdown_grace < 0:
             raise SettingsError(
                 "IMGSVC_RETENTION_DAYS and IMGSVC_SHUTDOWN_GRACE cannot be negative"

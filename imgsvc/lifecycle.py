@@ -13,6 +13,7 @@ import contextvars
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import socket
 from collections.abc import Iterator
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     from .pipeline.queue import JobRunner
 
 log = logging.getLogger(__name__)
+
+
+def process_name() -> str:
+    """This process as the leases it holds name it: host, pid and a random part (a pid is
+    reused after a restart; a lease of the process before must not look like ours)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class DataDirInUse(Exception):

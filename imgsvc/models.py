@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -42,9 +43,9 @@ class Job:
     id: str
     status: JobStatus
     message: str
-    created_at: str
-    updated_at: str
-    completed_at: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
     base_url: str
     webhook_url: str | None
     options: JobOptions
@@ -57,13 +58,31 @@ class Job:
     failed_images: int
 
 
-@dataclass(frozen=True)
-class PendingImage:
-    """One input URL occurrence still to be produced; (product_seq, position) orders a job."""
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One product row as uploaded: where it starts, its checked values and its cells."""
 
-    product_seq: int
-    position: int
-    url: str
+    line: int
+    serial_number: str
+    product_name: str
+    urls: tuple[str, ...]
+    cells: tuple[str, ...]
+
+
+class WorkKind(StrEnum):
+    SLICE = "slice"  # produce the pending images of one slice of a job's distinct URLs
+    FINISH = "finish"  # every slice is done: write the results and end the job
+    CANCEL = "cancel"  # end a job on request, once no slice of it is being worked on
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A unit of work claimed from the database, held under a lease until it is done."""
+
+    id: int
+    job_id: str
+    kind: WorkKind
+    slice: int | None  # the slice number, for WorkKind.SLICE
 
 
 @dataclass(frozen=True)
@@ -107,7 +126,7 @@ class OutboxEntry:
     job_id: str
     url: str
     payload: str  # the JSON body, fixed when the job ended
-    created_at: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -121,7 +140,7 @@ class Delivery:
     state: DeliveryState
     attempts: int  # attempts made so far, redeliveries included
     round_start: int  # attempts made before the current round (a redelivery starts a round)
-    next_attempt_at: str | None
+    next_attempt_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -129,7 +148,7 @@ class DeliveryAttempt:
     """One POST to a webhook receiver and how it ended."""
 
     number: int
-    at: str
+    at: datetime
     duration_ms: int
     status_code: int | None = None  # the receiver's HTTP status, when it answered
     error_code: str | None = None  # timeout, connect_error, blocked_address, http_error, ...

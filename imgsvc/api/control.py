@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..db import Database
 from ..errors import ApiError
 from ..models import Job
 from ..pipeline.webhooks import webhook_object
 from . import payloads
 from .services import Services, job_of, services_of
 
+CANCEL_WAIT = 30.0  # seconds a cancel request waits to answer with the job ended
+CANCEL_POLL = 0.05  # seconds between looks at the job meanwhile
+
 
 async def cancel(request: Request) -> Response:
-    """Stop a pending or processing job: unfinished images end as cancelled."""
+    """Stop a pending or processing job: unfinished images end as cancelled.
+
+    200 with the job cancelled; 202 if it is still ending after CANCEL_WAIT (work on it
+    stops everywhere, and it ends as soon as its images in flight have stopped)."""
     services, job = await _job(request)
     if job.status.terminal or not await services.runner.cancel(job.id):
         raise ApiError(
@@ -22,8 +32,8 @@ async def cancel(request: Request) -> Response:
             f"the job has already ended ({job.status.value}); only a pending or processing "
             "job can be cancelled",
         )
-    _, job = await _job(request)
-    return JSONResponse(payloads.status_object(job))
+    job = await _ended(services.db, job)
+    return JSONResponse(payloads.status_object(job), 200 if job.status.terminal else 202)
 
 
 async def retry(request: Request) -> Response:
@@ -39,7 +49,7 @@ async def retry(request: Request) -> Response:
         )
     if count == 0:
         raise ApiError(409, "nothing_to_retry", "the job has no failed images to retry")
-    services.runner.submit(job.id)
+    services.runner.wake()
     _, job = await _job(request)
     body = payloads.status_object(job) | {"retried_images": count}
     return JSONResponse(body, 202, headers={"Location": payloads.links(job)["status_url"]})
@@ -62,3 +72,13 @@ async def redeliver_webhook(request: Request) -> Response:
 
 async def _job(request: Request) -> tuple[Services, Job]:
     return services_of(request), await job_of(request)
+
+
+async def _ended(db: Database, job: Job) -> Job:
+    """The job once it has ended, or as it stands after CANCEL_WAIT."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CANCEL_WAIT):
+            while not job.status.terminal:
+                await asyncio.sleep(CANCEL_POLL)
+                job = await db.get_job(job.id) or job
+    return job

@@ -28,7 +28,7 @@ async def details(request: Request) -> Response:
     services = services_of(request)
     db = services.db
     products = await db.products(job.id, offset, limit)
-    in_flight = services.runner.in_flight(job.id)
+    in_flight = await db.in_flight(job.id)
     webhook = webhook_object(job, await db.latest_delivery(job.id) if job.webhook_url else None)
 
     def answer() -> Response:

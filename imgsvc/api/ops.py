@@ -41,7 +41,7 @@ async def readyz(request: Request) -> Response:
 async def prometheus(request: Request) -> Response:
     services = services_of(request)
     body, content_type = metrics.exposition(
-        await services.db.jobs_by_state(), services.runner.queue_depth
+        await services.db.jobs_by_state(), await services.db.waiting_jobs()
     )
     return Response(body, headers={"Content-Type": content_type, **NO_STORE})
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from ..models import ImageRecord, ImageStatus, Job, JobStatus, ProductRecord
+
+
+@overload
+def timestamp(moment: datetime) -> str: ...
+@overload
+def timestamp(moment: None) -> None: ...
+def timestamp(moment: datetime | None) -> str | None:
+    """A time as the API shows it: ISO 8601 in UTC with milliseconds and a `Z`."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def image_url(base_url: str, name: str) -> str:
@@ -39,9 +51,9 @@ def status_object(job: Job) -> dict[str, Any]:
             "failed_images": job.failed_images,
             "percentage": round(percentage, 1),
         },
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "completed_at": job.completed_at,
+        "created_at": timestamp(job.created_at),
+        "updated_at": timestamp(job.updated_at),
+        "completed_at": timestamp(job.completed_at),
     }
 
 

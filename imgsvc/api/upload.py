@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import gil
-from ..db import KeyTaken, now
+from ..db import KeyTaken
 from ..errors import ApiError
 from ..models import Job, JobStatus
 from ..pipeline import parse
@@ -42,7 +43,7 @@ async def _accept_upload(request: Request) -> Response:
         raise ApiError(
             400, "invalid_csv", exc.detail, [p.as_dict() for p in exc.problems]
         ) from None
-    stamp = now()
+    stamp = datetime.now(UTC)
     job = Job(
         id=secrets.token_hex(16),
         status=JobStatus.PENDING,
@@ -71,6 +72,6 @@ async def _accept_upload(request: Request) -> Response:
         earlier = await idempotency.earlier_answer(services.db, key, digest)
         assert earlier is not None
         return earlier
-    services.runner.submit(job.id)
+    services.runner.wake()
     answer = payloads.upload_answer(job)
     return JSONResponse(answer, 202, headers={"Location": answer["status_url"]})

@@ -1,41 +1,47 @@
-"""Every SQL statement of the service: schema, migrations and small async queries.
+"""The database: one interface the pipeline and the routes use, and the backends behind it.
 
-Two connections: one writer, whose transactions are serialised by a lock, and one reader
-for the API, which WAL lets run while the writer commits, so polling never waits on work.
+`interface.py` says what is asked of a database; `sqlite/` is the embedded default (one
+file in the data folder). Every SQL statement lives under this package.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
-from .images import ImageQueries
-from .jobs import JobQueries
-from .rows import KeyTaken, in_seconds, now
-from .schema import connect, migrate
-from .webhooks import WebhookQueries
+from ..config import Settings
+from ..models import ImageStatus, ProductRecord
+from .interface import Database, KeyTaken
 
-__all__ = ["Database", "KeyTaken", "in_seconds", "now"]
-
-WRITER_CACHE_KIB = 32 * 1024
+__all__ = ["Database", "KeyTaken", "open_database", "products_from_thread", "url_pages"]
 
 
-class Database(JobQueries, ImageQueries, WebhookQueries):
-    """The service's one SQLite file."""
+async def open_database(settings: Settings, *, serving: bool = True) -> Database:
+    """The backend the settings name, opened and migrated; `serving` for the service itself,
+    not a command that only reads or sets something beside it."""
+    from .sqlite import SqliteDatabase
 
-    @classmethod
-    async def open(cls, path: Path) -> Database:
-        writer = await connect(path)
-        await writer.execute("PRAGMA journal_mode = WAL")
-        await writer.execute("PRAGMA synchronous = FULL")
-        # A 100,000-row upload builds three indexes in one transaction; with SQLite's 2 MiB
-        # default cache it spills to the OS on every page (measured: 2.7 s to insert, 1.7 s
-        # with 32 MiB).
-        await writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-        await migrate(writer)
-        reader = await connect(path)
-        await reader.execute("PRAGMA query_only = ON")
-        return cls(writer, reader)
+    return await SqliteDatabase.open(settings.data_dir, serving=serving)
 
-    async def close(self) -> None:
-        await self._reader.close()
-        await self._writer.close()
+
+async def url_pages(
+    db: Database, job_id: str, status: ImageStatus | None = None, page_size: int = 1000
+) -> AsyncIterator[list[str]]:
+    """A job's distinct URLs (with `status` only), a sorted page at a time."""
+    after = ""
+    while urls := await db.job_urls(job_id, after, page_size, status):
+        yield urls
+        after = urls[-1]
+
+
+def products_from_thread(
+    db: Database, job_id: str, loop: asyncio.AbstractEventLoop, page_size: int = 500
+) -> Iterator[ProductRecord]:
+    """Every product of a job in input order, for code running in a worker thread: each
+    page is read on `loop` (which owns the connections) while the thread waits."""
+    offset = 0
+    while page := asyncio.run_coroutine_threadsafe(
+        db.products(job_id, offset, page_size), loop
+    ).result():
+        yield from page
+        offset = page[-1].seq + 1

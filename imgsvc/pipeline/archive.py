@@ -18,7 +18,7 @@ import anyio.from_thread
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ..db import Database
+from ..db import Database, products_from_thread
 from ..storage.local import Storage
 
 CHUNK = 256 * 1024  # bytes handed to the loop at a time
@@ -83,7 +83,7 @@ def _write_zip(
 def _output_names(db: Database, job_id: str, loop: asyncio.AbstractEventLoop) -> Iterator[str]:
     """Every output image of the job once, in input order (iterated in the zip's thread)."""
     seen: set[str] = set()
-    for product in db.products_from_thread(job_id, loop):
+    for product in products_from_thread(db, job_id, loop):
         for image in product.images:
             if image.output_name and image.output_name not in seen:
                 seen.add(image.output_name)

@@ -9,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..api.payloads import image_url
-from ..db import Database
+from ..db import Database, products_from_thread, url_pages
 from ..models import ImageStatus, Job, JobStatus
-from ..storage.local import image_name
+from ..storage.local import Storage, image_name
 from . import compress, results
 from .webhooks import outbox_entry
-
-if TYPE_CHECKING:
-    from .queue import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -28,82 +24,83 @@ class StorageFailure(Exception):
     """Writing into the data folder failed (disk full, no permission): the job cannot go on."""
 
 
-async def finished(pipeline: Pipeline, job_id: str) -> None:
+async def finished(db: Database, storage: Storage, job_id: str) -> None:
     """Every image has ended: write the results and mark the job completed (or failed)."""
-    job = await write_results(pipeline, job_id)
+    job = await write_results(db, storage, job_id)
     if job.succeeded_images:
         status, message = JobStatus.COMPLETED, ""
     else:
         status, message = JobStatus.FAILED, "no image could be produced"
-    await pipeline.db.finish_job(
-        job_id, status, message, outbox_entry, only_from=JobStatus.PROCESSING
-    )
+    await db.finish_job(job_id, status, message, outbox_entry, only_from=JobStatus.PROCESSING)
     log.info("job %s %s", job_id, status)
 
 
-async def cancelled(pipeline: Pipeline, job_id: str) -> None:
+async def cancelled(db: Database, storage: Storage, job_id: str) -> None:
     """Cancel what is left; the results CSV lists the images that were produced."""
-    await pipeline.db.end_pending_images(
+    await db.end_pending_images(
         job_id,
         ImageStatus.CANCELLED,
         "cancelled",
         "the job was cancelled before this image was produced",
     )
-    await _remove_cancelled_files(pipeline, job_id)
-    job = await write_results(pipeline, job_id)
+    await _remove_cancelled_files(db, storage, job_id)
+    job = await write_results(db, storage, job_id)
     message = (
         f"cancelled on request; {job.succeeded_images} of {job.total_images} images "
         "had been produced"
     )
-    if await pipeline.db.finish_job(job_id, JobStatus.CANCELLED, message, outbox_entry):
+    if await db.finish_job(job_id, JobStatus.CANCELLED, message, outbox_entry):
         log.info("job %s cancelled", job_id)
 
 
-async def failed(pipeline: Pipeline, job_id: str, exc: BaseException) -> None:
-    """End a job that cannot go on: its pending images fail with the reason, none dropped."""
+async def failed(db: Database, storage: Storage, job_id: str, exc: BaseException) -> bool:
+    """End a job that cannot go on: its pending images fail with the reason, none dropped.
+
+    False if even that could not be recorded: the job then stays as it was, to be resumed."""
     if isinstance(exc, StorageFailure):
         code, reason = "storage_error", str(exc)
     else:
         code, reason = "internal_error", f"the job could not run: {exc}"
     log.error("job %s failed: %s", job_id, reason, exc_info=exc)
     try:
-        count = await pipeline.db.end_pending_images(
+        count = await db.end_pending_images(
             job_id, ImageStatus.FAILED, code, f"not produced: {reason}"
         )
-        await write_results(pipeline, job_id)
+        await write_results(db, storage, job_id)
     except Exception:
-        # Nothing changed for good: the job is still running, and resumes at the next start.
+        # Nothing changed for good: the work is given back, to be claimed again.
         log.exception("job %s: could not record its failure", job_id)
-        return
-    await pipeline.db.finish_job(
+        return False
+    await db.finish_job(
         job_id, JobStatus.FAILED,
         f"{reason}; {count} images were not produced (POST /api/retry/{job_id} redoes them)",
         outbox_entry,
     )  # fmt: skip
+    return True
 
 
-async def write_results(pipeline: Pipeline, job_id: str) -> Job:
+async def write_results(db: Database, storage: Storage, job_id: str) -> Job:
     """Write the job's results CSV as things stand (atomically); the job as it was read."""
-    job = await pipeline.db.get_job(job_id)
+    job = await db.get_job(job_id)
     assert job is not None
     # Not in the Pillow pool: the thread mostly waits for pages of rows from the event loop,
     # and a compression slot held that long would slow every other job.
-    rows = _result_rows(pipeline.db, job, asyncio.get_running_loop())
+    rows = _result_rows(db, job, asyncio.get_running_loop())
     await asyncio.to_thread(
-        pipeline.storage.write_results,
+        storage.write_results,
         job_id,
         lambda out: results.write_results(out, job.header, rows),
     )
     return job
 
 
-async def _remove_cancelled_files(pipeline: Pipeline, job_id: str) -> None:
+async def _remove_cancelled_files(db: Database, storage: Storage, job_id: str) -> None:
     # An image written just before the cancel, whose outcome was never recorded, is not part
     # of the results: its file goes, so every stored file belongs to a recorded image.
-    job = await pipeline.db.get_job(job_id)
+    job = await db.get_job(job_id)
     assert job is not None
-    async for urls in pipeline.db.job_url_pages(job_id, ImageStatus.CANCELLED):
-        await asyncio.to_thread(pipeline.storage.remove_images, image_names(job, urls))
+    async for urls in url_pages(db, job_id, ImageStatus.CANCELLED):
+        await asyncio.to_thread(storage.remove_images, image_names(job, urls))
 
 
 def image_names(job: Job, urls: list[str]) -> list[str]:
@@ -116,7 +113,7 @@ def _result_rows(
     db: Database, job: Job, loop: asyncio.AbstractEventLoop
 ) -> Iterator[tuple[tuple[str, ...], list[str | None]]]:
     """The results CSV's rows, read page by page from a worker thread."""
-    for product in db.products_from_thread(job.id, loop):
+    for product in products_from_thread(db, job.id, loop):
         urls = [image_url(job.base_url, i.output_name) if i.output_name else None
                 for i in product.images]  # fmt: skip
         yield product.cells, urls

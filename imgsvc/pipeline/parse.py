@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..models import Product
+
 __all__ = [
     "MAX_PROBLEMS",
     "CsvError",
@@ -64,17 +66,6 @@ class CsvLimits:
     max_urls_per_row: int = 100
     max_field_bytes: int = 1_048_576
     max_url_length: int = 2048
-
-
-@dataclass(frozen=True, slots=True)
-class Product:
-    """One product row: where it starts, its checked values and its cells for the results."""
-
-    line: int
-    serial_number: str
-    product_name: str
-    urls: tuple[str, ...]
-    cells: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,23 @@
-"""The in-process job queue: a bounded pool of workers that runs jobs to a terminal state.
+"""The job engine: work claimed from the database under leases, run by a bounded pool.
 
-A job's pending images are read from SQLite a page at a time and handed to a fixed number
-of tasks; each downloads one URL, compresses it in the Pillow thread pool straight into a
-temp file, and reports the outcome to a recorder that commits outcomes in batches.
+When a job is stored its distinct URLs are cut into slices; each slice, a job's finishing
+and its cancelling are work items (db/slices.py). A process claims items while it has free
+workers, renews the leases of what it holds twice a second (storing the URLs in flight, so
+any process can show them), and completes or releases each item. A process that dies
+stops renewing: once its leases run out anyone may claim its items, and a slice redone
+produces only its URLs still pending, under the same output names, so nothing is produced
+twice. A cancel is database state that holders see at their next renewal.
 
-Jobs are time-sliced: a worker takes the job at the head of the queue, produces up to
-SLICE_SIZE of its URLs and, if it has more, puts it at the back. Downloads and threads are
-shared, so a small job submitted after a huge one starts within one slice and finishes in
-seconds, however many huge jobs are running.
+Within a slice a fixed number of tasks each download one URL, compress it in the Pillow
+thread pool straight into storage, and hand the outcome to a recorder that commits
+outcomes in batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +28,7 @@ from typing import Any
 
 from .. import logs, metrics
 from ..db import Database
-from ..models import ImageRecord, ImageStatus, Job, JobStatus
+from ..models import ImageRecord, ImageStatus, Job, WorkItem, WorkKind
 from ..storage.local import Storage, image_name
 from . import compress, finish
 from .fetch import Fetcher, FetchError
@@ -32,10 +36,14 @@ from .finish import StorageFailure
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 500
+PAGE_SIZE = 500  # URLs of a slice read at a time
 FLUSH_INTERVAL = 0.5  # seconds; progress is visible within about this long
 FLUSH_SIZE = 500  # outcomes; a larger batch is committed at once
-SLICE_SIZE = 500  # URLs a job produces before a waiting job gets the worker
+RENEW_INTERVAL = 0.5  # seconds between lease renewals: how soon a cancel is seen
+POLL_INTERVAL = 1.0  # seconds between looks for work nobody announced (leases run out)
+ERROR_PAUSE = 5.0  # seconds before claiming again after the database failed
+ENDINGS = (WorkKind.FINISH, WorkKind.CANCEL)
+ENDING_WORKERS = 4  # jobs ended at once, beside the slices: short, and someone waits
 
 
 @dataclass(frozen=True)
@@ -46,155 +54,214 @@ class Pipeline:
     storage: Storage
     fetcher: Fetcher
     pool: ThreadPoolExecutor  # Pillow and file writes; its size bounds the CPU work
-    tasks_per_job: int  # images of one job in flight at once
+    tasks_per_slice: int  # images of one slice in flight at once
     max_pixels: int
 
 
 class JobRunner:
-    """Owns the queue of job ids and the worker tasks that process them, a slice at a time."""
+    """Claims work items while it has free workers and runs each to its end."""
 
-    def __init__(self, pipeline: Pipeline, workers: int) -> None:
-        self._pipeline = pipeline
+    def __init__(self, pipeline: Pipeline, workers: int, owner: str, lease: float) -> None:
+        self._p = pipeline
         self._db = pipeline.db
         self._workers = workers
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._active: dict[str, asyncio.Task[bool]] = {}  # job id -> the slice running now
-        self._runs: dict[str, _JobRun] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._owner = owner  # this process, as leases name it
+        self._lease = lease
+        self._running: dict[int, _Running] = {}
+        self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
     async def start(self) -> None:
-        """Start the workers and queue every job that has not ended, oldest first."""
-        for job_id in await self._db.unfinished_jobs():
-            self.submit(job_id)
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
+        self._loops = [asyncio.create_task(self._claim()), asyncio.create_task(self._renew())]
 
     async def drain(self, grace: float) -> None:
-        """Start nothing new; give the images in flight `grace` seconds to finish."""
+        """Claim nothing new; give the images in flight `grace` seconds to finish."""
         self._stopping = True
-        for run in self._runs.values():
-            run.stop()
-        if self._active:
-            await asyncio.wait(self._active.values(), timeout=grace)
+        self._db.work_written.set()
+        for running in self._running.values():
+            running.stop()
+        if self._running:
+            await asyncio.wait([r.task for r in self._running.values()], timeout=grace)
 
     async def stop(self) -> None:
-        """Stop the workers; unfinished work stays pending in the database for the next start."""
+        """Stop everything; what is unfinished goes back to the database for anyone."""
         self._stopping = True
-        tasks = [*self._tasks, *self._active.values()]
+        held = list(self._running)
+        tasks = [*self._loops, *(r.task for r in self._running.values())]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks = []
-        await self._db.requeue_interrupted()
+        self._loops = []
+        if held:
+            await self._db.release_work(self._owner, held)
 
-    def submit(self, job_id: str) -> None:
-        """Queue a committed job (once: a job already waiting keeps its place)."""
-        if job_id not in self._queued and not self._stopping:
-            self._queued.add(job_id)
-            self._queue.put_nowait(job_id)
-
-    def in_flight(self, job_id: str) -> frozenset[str]:
-        """The URLs of a job being downloaded or compressed right now (shown as processing)."""
-        run = self._runs.get(job_id)
-        return frozenset(run.in_flight) if run else frozenset()
-
-    @property
-    def queue_depth(self) -> int:
-        """Jobs queued and not yet taken by a worker."""
-        return self._queue.qsize()
+    def wake(self) -> None:
+        """Look for work now (a job was stored or re-queued by this process)."""
+        self._db.work_written.set()
 
     @property
     def alive(self) -> bool:
-        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+        return bool(self._loops) and not any(t.done() for t in self._loops)
 
     async def cancel(self, job_id: str) -> bool:
-        """Stop a job that has not ended and end it as cancelled; False if it had ended."""
+        """Ask for a job to be cancelled; False if it had ended. Its slices running here
+        stop at once; the cancel itself is work, claimed like any other."""
         if not await self._db.request_cancel(job_id):
             return False
-        task, run = self._active.get(job_id), self._runs.get(job_id)
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
-        if run is not None:
-            await run.settle()
-        await finish.cancelled(self._pipeline, job_id)
+        await asyncio.gather(
+            *(self._abandon(r) for r in list(self._running.values()) if r.item.job_id == job_id)
+        )
         return True
 
-    async def _work(self) -> None:
-        while True:
-            job_id = await self._queue.get()
-            self._queued.discard(job_id)
-            logs.JOB_ID.set(job_id)  # every log line of this job carries its id
-            if self._stopping or job_id in self._active:
-                continue
-            task = asyncio.create_task(self._run(job_id))
-            self._active[job_id] = task
+    async def _claim(self) -> None:
+        wake = self._db.work_written
+        while not self._stopping:
+            wake.clear()
             try:
-                await asyncio.wait({task})
-            finally:
-                del self._active[job_id]
-            if task.cancelled():
+                claimed = await self._claim_free()
+            except Exception:
+                log.exception("could not claim work")
+                await asyncio.sleep(ERROR_PAUSE)
                 continue
-            if (exc := task.exception()) is not None:
-                await finish.failed(self._pipeline, job_id, exc)
-            elif task.result():
-                self.submit(job_id)  # to the back of the queue: waiting jobs go first
+            if not claimed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_INTERVAL):
+                        await wake.wait()
 
-    async def _run(self, job_id: str) -> bool:
-        """One slice of a job; True when it has images left for another slice."""
-        job = await self._db.get_job(job_id)
-        if job is None or job.status.terminal:
-            return False
-        if await self._db.cancel_requested(job_id):  # a cancel a crash interrupted
-            await finish.cancelled(self._pipeline, job_id)
-            return False
-        if job.status is JobStatus.PENDING:
-            if not await self._db.set_job_status(
-                job_id, JobStatus.PROCESSING, "", only_from=JobStatus.PENDING
-            ):
-                return False
-            log.info("job %s started: %d images", job_id, job.total_images)
-        if self._stopping:  # a stop began during the awaits above: drain() missed this slice
-            return False
-        run = self._runs[job_id] = _JobRun(self._pipeline, job)
+    async def _claim_free(self) -> bool:
+        """Claim what the free workers can take; whether anything was claimed."""
+        claimed = False
+        for kinds, workers in ((ENDINGS, ENDING_WORKERS), ((WorkKind.SLICE,), self._workers)):
+            free = workers - sum(r.item.kind in kinds for r in self._running.values())
+            if free > 0:
+                for item in await self._db.claim_work(self._owner, self._lease, kinds, free):
+                    self._start(item)
+                    claimed = True
+        return claimed
+
+    def _start(self, item: WorkItem) -> None:
+        running = _Running(item)
+        running.task = asyncio.create_task(self._run(running), context=_job_context(item))
+        self._running[item.id] = running
+
+    async def _run(self, running: _Running) -> None:
+        item = running.item
         try:
-            await run.process(SLICE_SIZE)
+            if await self._perform(running):
+                if not await self._db.complete_work(self._owner, item):
+                    log.error("work %s on job %s ended with images pending", item, item.job_id)
+                    await self._db.release_work(self._owner, [item.id])
+            elif not running.abandoned:
+                await self._db.release_work(self._owner, [item.id])
+        except Exception:
+            log.exception("work on job %s could not be recorded", item.job_id)
         finally:
-            del self._runs[job_id]
-        if run.stopped:
-            return False
-        if await self._db.pending_images(job_id, (-1, -1), 1):
+            del self._running[item.id]
+            self._db.work_written.set()  # a worker is free
+
+    async def _perform(self, running: _Running) -> bool:
+        """Do one item; True when it is done for good, False when it stopped halfway."""
+        item, p = running.item, self._p
+        try:
+            if item.kind is WorkKind.FINISH:
+                await finish.finished(p.db, p.storage, item.job_id)
+            elif item.kind is WorkKind.CANCEL:
+                await finish.cancelled(p.db, p.storage, item.job_id)
+            else:
+                return await self._slice(running)
+        except Exception as exc:
+            return await finish.failed(p.db, p.storage, item.job_id, exc)
+        return True
+
+    async def _slice(self, running: _Running) -> bool:
+        job = await self._db.get_job(running.item.job_id)
+        if job is None or job.status.terminal:
             return True
-        await finish.finished(self._pipeline, job_id)
-        return False
+        assert running.item.slice is not None
+        running.run = _SliceRun(self._p, job, running.item.slice)
+        if self._stopping:  # a stop began while the job was read: drain() missed this run
+            running.run.stop()
+        await running.run.process()
+        return not running.run.stopped
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_INTERVAL)
+            if not self._running:
+                continue
+            in_flight = {i: r.in_flight for i, r in self._running.items() if not r.abandoned}
+            try:
+                held = await self._db.renew_work(self._owner, self._lease, in_flight)
+            except Exception:
+                log.exception("could not renew leases")
+                continue
+            lost = [self._running[i] for i in in_flight if i not in held and i in self._running]
+            await asyncio.gather(*(self._abandon(r) for r in lost))
+
+    async def _abandon(self, running: _Running) -> None:
+        """Stop an item whose job is being cancelled or whose lease was lost, and give it
+        back once its images in flight have stopped (so no file appears after that)."""
+        if running.abandoned:
+            return
+        running.abandoned = True
+        running.task.cancel()
+        await asyncio.wait({running.task})
+        if running.run is not None:
+            await running.run.settle()
+        await self._db.release_work(self._owner, [running.item.id])
 
 
-class _JobRun:
-    """One slice of a job: up to a number of its pending URLs, with a fixed number of tasks."""
+class _Running:
+    """A work item this process holds, and its slice run once it has one."""
 
-    def __init__(self, pipeline: Pipeline, job: Job) -> None:
+    def __init__(self, item: WorkItem) -> None:
+        self.item = item
+        self.task: asyncio.Task[None]
+        self.run: _SliceRun | None = None
+        self.abandoned = False
+
+    @property
+    def in_flight(self) -> frozenset[str]:
+        return frozenset(self.run.in_flight) if self.run else frozenset()
+
+    def stop(self) -> None:
+        if self.run is not None:
+            self.run.stop()
+
+
+def _job_context(item: WorkItem) -> contextvars.Context:
+    """A copy of the current context in which every log line carries the item's job id."""
+    context = contextvars.copy_context()
+    context.run(logs.JOB_ID.set, item.job_id)
+    return context
+
+
+class _SliceRun:
+    """One slice of a job: its pending URLs, with a fixed number of tasks."""
+
+    def __init__(self, pipeline: Pipeline, job: Job, slice_no: int) -> None:
         self._p = pipeline
         self._job = job
+        self._slice = slice_no
         self._options = compress.EncodeOptions(
             quality=job.options.quality,
             max_dimension=job.options.max_dimension,
             format=compress.OutputFormat(job.options.format),
         )
-        self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_job)
+        self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_slice)
         self._recorder = _Recorder(pipeline.db, job.id)
         self._writes: set[Future[Any]] = set()
         self._feeder: asyncio.Task[None] | None = None
         self.stopped = False
         self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
 
-    async def process(self, limit: int) -> None:
-        """Produce up to `limit` pending URLs; every outcome is committed before returning."""
-        takers = self._p.tasks_per_job
+    async def process(self) -> None:
+        """Produce the slice's pending URLs; every outcome is committed before returning."""
+        takers = self._p.tasks_per_slice
         ticker = asyncio.create_task(self._recorder.tick())
         try:
             async with asyncio.TaskGroup() as group:
-                self._feeder = group.create_task(self._feed(takers, limit))
+                self._feeder = group.create_task(self._feed(takers))
                 for _ in range(takers):
                     group.create_task(self._take())
         except ExceptionGroup as errors:
@@ -218,19 +285,13 @@ class _JobRun:
         if self._writes:
             await asyncio.to_thread(wait_futures, list(self._writes))
 
-    async def _feed(self, takers: int, limit: int) -> None:
-        # A URL is produced once per job: its outcome is stored for all its occurrences,
-        # so later pages no longer list them, and `seen` covers the pages read before.
-        seen: set[str] = set()
-        after = (-1, -1)
-        while len(seen) < limit and (
-            page := await self._p.db.pending_images(self._job.id, after, PAGE_SIZE)
-        ):
-            after = (page[-1].product_seq, page[-1].position)
-            for image in page:
-                if image.url not in seen and len(seen) < limit:
-                    seen.add(image.url)
-                    await self._urls.put(image.url)
+    async def _feed(self, takers: int) -> None:
+        # Outcomes are committed as the slice goes, so a page after `after` is stable.
+        after = ""
+        while urls := await self._p.db.slice_urls(self._job.id, self._slice, after, PAGE_SIZE):
+            after = urls[-1]
+            for url in urls:
+                await self._urls.put(url)
         for _ in range(takers):
             await self._urls.put(None)
 
@@ -294,7 +355,8 @@ class _Recorder:
     async def tick(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            await self.flush()
+            # Shielded: stopping the ticker mid-commit must not drop the batch it holds.
+            await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
         async with self._lock:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
-from ..db import Database, in_seconds
+from ..db import Database, url_pages
 from ..models import Job
 from ..storage.local import Storage
 from .finish import image_names
@@ -36,7 +37,7 @@ async def keep_clean(db: Database, storage: Storage, days: int) -> None:
 
 async def sweep(db: Database, storage: Storage, days: int) -> int:
     """Remove every job that ended more than `days` ago; how many were removed."""
-    cutoff = in_seconds(-days * 86_400)
+    cutoff = datetime.now(UTC) - timedelta(days=days)
     removed = 0
     # A job that fails the delete's re-check no longer matches, so the loop ends.
     while jobs := await db.expired_jobs(cutoff, BATCH):
@@ -51,7 +52,7 @@ async def sweep(db: Database, storage: Storage, days: int) -> int:
 async def _file_names(db: Database, job: Job) -> list[str]:
     # Every URL's name, not only recorded outputs: a file written just before a crash whose
     # outcome was never recorded goes too.
-    return [name async for urls in db.job_url_pages(job.id) for name in image_names(job, urls)]
+    return [name async for urls in url_pages(db, job.id) for name in image_names(job, urls)]
 
 
 def _remove_files(storage: Storage, job_id: str, names: list[str]) -> None:

@@ -2,13 +2,15 @@
 delivers it, signed per Standard Webhooks, with retries that survive restarts.
 
 The outbox row is committed with the job's terminal state (`Database.finish_job`), so a
-crash cannot end a job without its webhook. The sender sends due rows, records every
-attempt, and sets the next one; it wakes when a row is written and when one falls due.
+crash cannot end a job without its webhook. The sender claims due rows (so each attempt is
+made by one process), records every attempt, and sets the next one; it wakes when a row
+is written and when the database says the next one falls due.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -22,9 +24,8 @@ import aiohttp
 from .. import metrics
 from ..api import payloads
 from ..config import Settings
-from ..db import Database, in_seconds, now
+from ..db import Database
 from ..models import Delivery, DeliveryAttempt, DeliveryState, Job, OutboxEntry
-from ..storage.local import Storage
 from . import signing
 from .netguard import AddressPolicy, blocked_cause, guarded_connector
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 16  # deliveries sent at once; a receiver that hangs holds only its own slot
 IDLE_WAKE = 60.0  # seconds; the longest the sender sleeps without looking at the outbox
+SOONEST_LOOK = 0.01  # seconds; a delivery due already is claimed after at least this pause
+LEASE_MARGIN = 30.0  # seconds a claim outlives the attempt's timeout
 ERROR_PAUSE = 5.0  # seconds before looking again after the outbox could not be read
 MAX_RETRY_AFTER = 86_400.0  # a receiver's Retry-After is honoured up to a day
 JITTER = 0.2  # each delay is stretched by up to this fraction, so receivers are not stampeded
@@ -53,11 +56,11 @@ def outbox_entry(job: Job) -> OutboxEntry | None:
     """The webhook message for a job that has just ended; None when it has no webhook URL."""
     if job.webhook_url is None:
         return None
-    stamp = now()
+    stamp = datetime.now(UTC)
     links = payloads.links(job)
     body = {
         "type": f"job.{job.status.value}",
-        "timestamp": stamp,
+        "timestamp": payloads.timestamp(stamp),
         "data": payloads.status_object(job)
         | {"download_url": links["download_url"], "details_url": links["details_url"]},
     }
@@ -70,10 +73,10 @@ def outbox_entry(job: Job) -> OutboxEntry | None:
     )
 
 
-def signing_secrets(settings: Settings, storage: Storage) -> list[str]:
-    """The secrets that sign webhooks: the configured ones, else the data folder's own
-    (generated on first use). Blocking file I/O: call it from a thread."""
-    return list(settings.webhook_secrets) or [storage.webhook_secret(signing.generate_secret)]
+async def signing_secrets(settings: Settings, db: Database) -> list[str]:
+    """The secrets that sign webhooks: the configured ones, else the service's own, kept in
+    the database (generated on first use)."""
+    return list(settings.webhook_secrets) or [await db.webhook_secret(signing.generate_secret)]
 
 
 def webhook_object(job: Job, found: Found) -> dict[str, Any]:
@@ -89,7 +92,7 @@ def webhook_object(job: Job, found: Found) -> dict[str, Any]:
         "state": delivery.state.value,
         "id": delivery.id,
         "attempts": [_attempt_object(a) for a in attempts],
-        "next_attempt_at": delivery.next_attempt_at,
+        "next_attempt_at": payloads.timestamp(delivery.next_attempt_at),
     }
 
 
@@ -99,18 +102,20 @@ def _attempt_object(attempt: DeliveryAttempt) -> dict[str, Any]:
         error = {"code": attempt.error_code, "message": attempt.error_message}
     return {
         "number": attempt.number,
-        "at": attempt.at,
+        "at": payloads.timestamp(attempt.at),
         "duration_ms": attempt.duration_ms,
         "status_code": attempt.status_code,
         "error": error,
     }
 
 
-async def start_sender(settings: Settings, db: Database, storage: Storage) -> WebhookSender:
-    """A running sender for the service's settings (the lifespan stops it)."""
-    secrets_ = await asyncio.to_thread(signing_secrets, settings, storage)
+async def start_sender(settings: Settings, db: Database, owner: str) -> WebhookSender:
+    """A running sender for the service's settings (the lifespan stops it); `owner` names
+    this process in the claims it makes."""
+    secrets_ = await signing_secrets(settings, db)
     sender = WebhookSender(
         db,
+        owner,
         settings.address_policy,
         [signing.secret_key(s) for s in secrets_],
         settings.webhook_retry_schedule,
@@ -126,12 +131,14 @@ class WebhookSender:
     def __init__(
         self,
         db: Database,
+        owner: str,
         policy: AddressPolicy,
         keys: list[bytes],
         schedule: tuple[float, ...],
         timeout: float,
     ) -> None:
         self._db = db
+        self._owner = owner
         self._policy = policy
         self._keys = keys
         self._schedule = schedule
@@ -149,7 +156,8 @@ class WebhookSender:
         self._loop_task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        """Stop sending; an attempt cut short is not recorded, so it is made again next start."""
+        """Stop sending; an attempt cut short is not recorded: once its claim runs out, it is
+        made again (by this process after a restart, or by another one)."""
         tasks = [t for t in (self._loop_task, *self._in_flight.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -162,37 +170,37 @@ class WebhookSender:
         while True:
             wake.clear()
             try:
-                await self._send_due()
-                idle = await self._idle_time()
+                idle = await self._send_due()
             except Exception:
                 # The outbox persists, so after a database hiccup the next pass picks it up.
                 log.exception("the webhook sender could not read the outbox")
                 idle = ERROR_PAUSE
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(idle):
                     await wake.wait()
-            except TimeoutError:
-                pass  # a delivery has fallen due
 
-    async def _send_due(self) -> None:
-        for delivery in await self._db.due_deliveries(MAX_IN_FLIGHT):
-            if delivery.id not in self._in_flight and len(self._in_flight) < MAX_IN_FLIGHT:
-                self._in_flight[delivery.id] = asyncio.create_task(self._deliver(delivery))
+    async def _send_due(self) -> float:
+        """Claim and start what is due; how long to sleep before looking again.
 
-    async def _idle_time(self) -> float:
-        """How long to sleep: until the next delivery is due, or until an attempt ends."""
-        due = await self._db.next_delivery_at()
-        if due is None:
+        "Due" and "how long until the next is due" both come from one look at the database,
+        so a delivery falling due in between is either claimed or waited for, never lost
+        until something else wakes the sender."""
+        free = MAX_IN_FLIGHT - len(self._in_flight)
+        if free == 0:
+            return IDLE_WAKE  # the end of an attempt wakes the sender
+        lease = self._timeout + LEASE_MARGIN
+        claimed, due_in = await self._db.claim_deliveries(self._owner, lease, free)
+        for delivery in claimed:
+            self._in_flight[delivery.id] = asyncio.create_task(self._deliver(delivery))
+        if due_in is None:
             return IDLE_WAKE
-        wait = (datetime.fromisoformat(due) - datetime.now(UTC)).total_seconds()
-        # Due already means it is in flight (or every slot is): its end sets the event.
-        return IDLE_WAKE if wait <= 0 else min(wait, IDLE_WAKE)
+        return min(max(due_in, SOONEST_LOOK), IDLE_WAKE)
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:
             attempt, retry_after = await self._attempt(delivery)
-            state, next_at = self._after(delivery, attempt, retry_after)
-            await self._db.record_attempt(delivery.id, attempt, state, next_at)
+            state, retry_in = self._after(delivery, attempt, retry_after)
+            await self._db.record_attempt(delivery.id, attempt, state, retry_in)
             metrics.webhook_attempt(OUTCOMES[state])
             log.info("webhook %s for job %s: attempt %d %s (%s)", delivery.id, delivery.job_id,
                      attempt.number, attempt.status_code or attempt.error_code, state)  # fmt: skip
@@ -208,7 +216,7 @@ class WebhookSender:
         body = delivery.payload.encode()
         headers = signing.headers(self._keys, delivery.id, int(time.time()), body)
         headers |= {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        number, at, started = delivery.attempts + 1, now(), time.monotonic()
+        number, at, started = delivery.attempts + 1, datetime.now(UTC), time.monotonic()
         retry_after = None
         try:
             async with (
@@ -229,8 +237,8 @@ class WebhookSender:
 
     def _after(
         self, delivery: Delivery, attempt: DeliveryAttempt, retry_after: float | None
-    ) -> tuple[DeliveryState, str | None]:
-        """Where a delivery stands after an attempt, and when the next one is due."""
+    ) -> tuple[DeliveryState, float | None]:
+        """Where a delivery stands after an attempt, and in how many seconds the next is due."""
         if attempt.error_code is None:
             return DeliveryState.DELIVERED, None
         in_round = attempt.number - delivery.round_start
@@ -243,7 +251,7 @@ class WebhookSender:
         delay = self._schedule[in_round - 1] * random.uniform(1.0, 1.0 + JITTER)
         if attempt.status_code in RETRY_AFTER_STATUSES and retry_after is not None:
             delay = min(retry_after, MAX_RETRY_AFTER)
-        return DeliveryState.PENDING, in_seconds(delay)
+        return DeliveryState.PENDING, delay
 
 
 async def _judge(response: aiohttp.ClientResponse) -> tuple[str | None, str | None]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from ..models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry
-from ..pipeline.parse import Product
+from ...models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry, Product, WorkKind
+from ..interface import KeyTaken
+from ..slices import slice_numbers
 from .base import Connections, update_counters
-from .rows import JOB_COLUMNS, TERMINAL, KeyTaken, job_from, job_values, now, owned
+from .rows import JOB_COLUMNS, NOW, TERMINAL, job_from, job_values, owned, stored
 
 
 class JobQueries(Connections):
@@ -59,14 +61,17 @@ class JobQueries(Connections):
                     for seq, p in enumerate(products)
                 ),
             )
+            slices = slice_numbers(products)
             await db.executemany(
-                "INSERT INTO images (job_id, product_seq, position, url) VALUES (?, ?, ?, ?)",
-                (
-                    (job.id, seq, pos, url)
-                    for seq, p in enumerate(products)
-                    for pos, url in enumerate(p.urls)
-                ),
+                "INSERT INTO images (job_id, product_seq, position, url, slice) "
+                "VALUES (?, ?, ?, ?, ?)",
+                _image_rows(job.id, products, slices),
             )
+            await db.executemany(
+                "INSERT INTO work (job_id, kind, slice) VALUES (?, ?, ?)",
+                ((job.id, WorkKind.SLICE, n) for n in range(max(slices.values(), default=-1) + 1)),
+            )
+        self.work_written.set()
 
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
         """A job by id; with `owner`, only if that owner created it."""
@@ -90,44 +95,6 @@ class JobQueries(Connections):
             f"SELECT COUNT(*) FROM jobs WHERE {where}", args
         )
         return [job_from(r) for r in rows], next(iter(total))[0]
-
-    async def requeue_interrupted(self) -> None:
-        """Put jobs left running (by a crash or a stop) back to pending."""
-        async with self._transaction() as db:
-            await db.execute(
-                "UPDATE jobs SET status = ? WHERE status = ?",
-                (JobStatus.PENDING, JobStatus.PROCESSING),
-            )
-
-    async def unfinished_jobs(self) -> list[str]:
-        """Ids of jobs not yet ended, oldest first, after putting running ones back to pending."""
-        await self.requeue_interrupted()
-        rows = await self._reader.execute_fetchall(
-            "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id",
-            (JobStatus.PENDING,),
-        )
-        return [r[0] for r in rows]
-
-    async def set_job_status(
-        self, job_id: str, status: JobStatus, message: str, *, only_from: JobStatus | None = None
-    ) -> bool:
-        """Move a job to `status` (with `only_from`: only from that state); True if it moved.
-
-        Terminal states go through `finish_job`, which writes the webhook with them.
-        """
-        if status.terminal:
-            raise ValueError(f"a job turns {status} through finish_job, not set_job_status")
-        sql = (
-            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = NULL "
-            "WHERE id = ?"
-        )
-        args: tuple[Any, ...] = (status, message, now(), job_id)
-        if only_from is not None:
-            sql += " AND status = ?"
-            args += (only_from,)
-        async with self._transaction() as db:
-            cursor = await db.execute(sql, args)
-            return cursor.rowcount == 1
 
     async def jobs_by_state(self) -> dict[str, int]:
         """How many jobs are in each state (for metrics)."""
@@ -153,12 +120,11 @@ class JobQueries(Connections):
         """
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal state")
-        stamp = now()
         sql = (
-            "UPDATE jobs SET status = ?, message = ?, updated_at = ?, completed_at = ? "
-            f"WHERE id = ? AND status NOT IN {TERMINAL}"
+            f"UPDATE jobs SET status = ?, message = ?, updated_at = {NOW}, "
+            f"completed_at = {NOW} WHERE id = ? AND status NOT IN {TERMINAL}"
         )
-        args: tuple[Any, ...] = (status, message, stamp, stamp, job_id)
+        args: tuple[Any, ...] = (status, message, job_id)
         if only_from is not None:
             sql += " AND status = ?"
             args += (only_from,)
@@ -168,13 +134,15 @@ class JobQueries(Connections):
             rows = await db.execute_fetchall(
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             )
+            await db.execute("DELETE FROM work WHERE job_id = ?", (job_id,))
             entry = outbox(job_from(next(iter(rows))))
             if entry is not None:
+                created = stored(entry.created_at)
                 await db.execute(
                     "INSERT INTO webhook_deliveries (id, job_id, url, payload, state, "
                     "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (entry.id, job_id, entry.url, entry.payload, DeliveryState.PENDING,
-                     entry.created_at, entry.created_at),
+                     created, created),
                 )  # fmt: skip
         if entry is not None:
             self.outbox_written.set()
@@ -191,20 +159,25 @@ class JobQueries(Connections):
         return job_from(row[:-1]), row[-1]
 
     async def request_cancel(self, job_id: str) -> bool:
-        """Record that a job is to be cancelled; False if it has already ended."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"UPDATE jobs SET cancel_requested = 1, updated_at = ? "
+                f"UPDATE jobs SET cancel_requested = 1, updated_at = {NOW} "
                 f"WHERE id = ? AND status NOT IN {TERMINAL}",
-                (now(), job_id),
+                (job_id,),
             )
-            return cursor.rowcount == 1
-
-    async def cancel_requested(self, job_id: str) -> bool:
-        rows = await self._reader.execute_fetchall(
-            "SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)
-        )
-        return bool(rows) and bool(next(iter(rows))[0])
+            if cursor.rowcount != 1:
+                return False
+            await db.execute(
+                f"DELETE FROM work WHERE job_id = ? AND kind != ? "
+                f"AND (lease_until IS NULL OR lease_until < {NOW})",
+                (job_id, WorkKind.CANCEL),
+            )
+            await db.execute(
+                "INSERT OR IGNORE INTO work (job_id, kind) VALUES (?, ?)",
+                (job_id, WorkKind.CANCEL),
+            )
+        self.work_written.set()
+        return True
 
     async def retry_failed(self, job_id: str) -> int | None:
         """Put an ended job's failed images back to pending and the job with them.
@@ -231,23 +204,36 @@ class JobQueries(Connections):
                     "cancel_requested = 0 WHERE id = ?",
                     (JobStatus.PENDING, job_id),
                 )
-            return count
+                await db.execute(
+                    "INSERT OR IGNORE INTO work (job_id, kind, slice) "
+                    "SELECT DISTINCT job_id, ?, slice FROM images WHERE job_id = ? AND status = ?",
+                    (WorkKind.SLICE, job_id, ImageStatus.PENDING),
+                )
+        if count:
+            self.work_written.set()
+        return count
 
-    async def expired_jobs(self, cutoff: str, limit: int) -> list[Job]:
-        """Jobs that ended before `cutoff` (an ISO time), oldest first."""
+    async def expired_jobs(self, cutoff: datetime, limit: int) -> list[Job]:
         rows = await self._reader.execute_fetchall(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at < ? AND status IN {TERMINAL} "
             "ORDER BY completed_at LIMIT ?",
-            (cutoff, limit),
+            (stored(cutoff), limit),
         )
         return [job_from(r) for r in rows]
 
-    async def delete_job(self, job_id: str, cutoff: str) -> bool:
-        """Delete an ended job older than `cutoff` with its products and images."""
+    async def delete_job(self, job_id: str, cutoff: datetime) -> bool:
         async with self._transaction() as db:
-            # products and images go with it: ON DELETE CASCADE
+            # products, images, work and the webhook outbox go with it: ON DELETE CASCADE
             cursor = await db.execute(
                 f"DELETE FROM jobs WHERE id = ? AND completed_at < ? AND status IN {TERMINAL}",
-                (job_id, cutoff),
+                (job_id, stored(cutoff)),
             )
             return cursor.rowcount == 1
+
+
+def _image_rows(
+    job_id: str, products: Sequence[Product], slices: dict[str, int]
+) -> Iterator[tuple[str, int, int, str, int]]:
+    for seq, product in enumerate(products):
+        for position, url in enumerate(product.urls):
+            yield job_id, seq, position, url, slices[url]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiosqlite
 
-from ..models import ImageStatus
-from .rows import now
+from ...models import ImageStatus
+from .rows import NOW
 
 
 class Connections:
@@ -20,17 +22,22 @@ class Connections:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
-        # Set after a commit that made a webhook delivery due, so the sender wakes at once.
+        # One process owns the file (the data folder's lock), so these in-process events
+        # see every commit that adds work or makes a webhook delivery due.
+        self.work_written = asyncio.Event()
         self.outbox_written = asyncio.Event()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield self._writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                # Also when cancelled while BEGIN ran in aiosqlite's thread: it ran all the
+                # same, and a transaction left open would refuse every later BEGIN.
+                with contextlib.suppress(sqlite3.OperationalError):  # BEGIN itself failed
+                    await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
 
@@ -49,7 +56,7 @@ async def update_counters(
         "UPDATE jobs SET processed_images = processed_images + ?, "
         "succeeded_images = succeeded_images + ?, failed_images = failed_images + ?, "
         "processed_products = total_products - (SELECT COUNT(DISTINCT product_seq) "
-        "FROM images WHERE job_id = ? AND status = ?), updated_at = ? "
+        f"FROM images WHERE job_id = ? AND status = ?), updated_at = {NOW} "
         "WHERE id = ?",
         (
             sum(changed.values()),
@@ -57,7 +64,6 @@ async def update_counters(
             changed.get(ImageStatus.FAILED, 0),
             job_id,
             ImageStatus.PENDING,
-            now(),
             job_id,
         ),
     )

@@ -2,51 +2,44 @@
 
 from __future__ import annotations
 
-from ..models import Delivery, DeliveryAttempt, DeliveryState
+from collections.abc import Callable
+
+from ...models import Delivery, DeliveryAttempt, DeliveryState
 from .base import Connections
-from .rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, delivery_from, now
+from .rows import (
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    NOW,
+    NOW_PLUS,
+    attempt_from,
+    delivery_from,
+    seconds,
+    stored,
+)
 
 
 class WebhookQueries(Connections):
     """The queries on the webhook outbox: due deliveries and their attempts."""
-
-    async def due_deliveries(self, limit: int) -> list[Delivery]:
-        """Pending webhook deliveries whose next attempt is due, the longest waiting first."""
-        rows = await self._reader.execute_fetchall(
-            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE state = ? "
-            "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-            (DeliveryState.PENDING, now(), limit),
-        )
-        return [delivery_from(r) for r in rows]
-
-    async def next_delivery_at(self) -> str | None:
-        """When the earliest pending webhook delivery is due, if there is one."""
-        rows = await self._reader.execute_fetchall(
-            "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = ?",
-            (DeliveryState.PENDING,),
-        )
-        found: str | None = next(iter(rows))[0]
-        return found
 
     async def record_attempt(
         self,
         delivery_id: str,
         attempt: DeliveryAttempt,
         state: DeliveryState,
-        next_attempt_at: str | None,
+        retry_in: float | None,
     ) -> None:
-        """Log one attempt and set where the delivery stands after it."""
         async with self._transaction() as db:
             await db.execute(
                 f"INSERT INTO webhook_attempts (delivery_id, {ATTEMPT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (delivery_id, attempt.number, attempt.at, attempt.duration_ms,
+                (delivery_id, attempt.number, stored(attempt.at), attempt.duration_ms,
                  attempt.status_code, attempt.error_code, attempt.error_message),
             )  # fmt: skip
             await db.execute(
-                "UPDATE webhook_deliveries SET attempts = ?, state = ?, next_attempt_at = ? "
-                "WHERE id = ?",
-                (attempt.number, state, next_attempt_at, delivery_id),
+                f"UPDATE webhook_deliveries SET attempts = ?, state = ?, "
+                f"next_attempt_at = CASE WHEN ? IS NULL THEN NULL ELSE {NOW_PLUS} END, "
+                "lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                (attempt.number, state, retry_in, seconds(retry_in or 0), delivery_id),
             )
 
     async def latest_delivery(self, job_id: str) -> tuple[Delivery, list[DeliveryAttempt]] | None:
@@ -63,14 +56,23 @@ class WebhookQueries(Connections):
             f"SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = ? ORDER BY number",
             (delivery.id,),
         )
-        return delivery, [DeliveryAttempt(*a) for a in attempts]
+        return delivery, [attempt_from(a) for a in attempts]
 
     async def redeliver(self, delivery_id: str) -> None:
         """Make a delivery due now with a fresh round of retries (its id stays the same)."""
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE webhook_deliveries SET state = ?, next_attempt_at = ?, "
+                f"UPDATE webhook_deliveries SET state = ?, next_attempt_at = {NOW}, "
                 "round_start = attempts WHERE id = ?",
-                (DeliveryState.PENDING, now(), delivery_id),
+                (DeliveryState.PENDING, delivery_id),
             )
         self.outbox_written.set()
+
+    async def webhook_secret(self, make: Callable[[], str]) -> str:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES ('webhook', ?)", (make(),)
+            )
+            rows = await db.execute_fetchall("SELECT value FROM secrets WHERE name = 'webhook'")
+        secret: str = next(iter(rows))[0]
+        return secret

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-from ..models import ImageRecord, ImageStatus, PendingImage, ProductRecord
+from ...models import ImageRecord, ImageStatus, ProductRecord, WorkKind
 from .base import Connections, update_counters
-from .rows import IMAGE_COLUMNS, image_from
+from .rows import IMAGE_COLUMNS, NOW, image_from
 
 
 class ImageQueries(Connections):
     """The queries on images and products: pending work, outcomes, pages of results."""
 
-    async def pending_images(
-        self, job_id: str, after: tuple[int, int], limit: int
-    ) -> list[PendingImage]:
-        """The next page of a job's pending images in input order, after (product_seq, position)."""
+    async def slice_urls(self, job_id: str, slice_no: int, after: str, limit: int) -> list[str]:
         rows = await self._reader.execute_fetchall(
-            "SELECT product_seq, position, url FROM images WHERE job_id = ? AND status = ? "
-            "AND (product_seq, position) > (?, ?) ORDER BY product_seq, position LIMIT ?",
-            (job_id, ImageStatus.PENDING, *after, limit),
+            "SELECT DISTINCT url FROM images WHERE job_id = ? AND slice = ? AND status = ? "
+            "AND url > ? ORDER BY url LIMIT ?",
+            (job_id, slice_no, ImageStatus.PENDING, after, limit),
         )
-        return [PendingImage(*r) for r in rows]
+        return [r[0] for r in rows]
 
     async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
         """Store how URLs ended, for every pending occurrence, and update the job's counters."""
@@ -115,23 +111,10 @@ class ImageQueries(Connections):
         rows = await self._reader.execute_fetchall(f"{sql} ORDER BY url LIMIT ?", (*args, limit))
         return [r[0] for r in rows]
 
-    def products_from_thread(
-        self, job_id: str, loop: asyncio.AbstractEventLoop, page_size: int = 500
-    ) -> Iterator[ProductRecord]:
-        """Every product of a job in input order, for code running in a worker thread: each
-        page is read on `loop` (which owns the connections) while the thread waits."""
-        offset = 0
-        while page := asyncio.run_coroutine_threadsafe(
-            self.products(job_id, offset, page_size), loop
-        ).result():
-            yield from page
-            offset = page[-1].seq + 1
-
-    async def job_url_pages(
-        self, job_id: str, status: ImageStatus | None = None, page_size: int = 1000
-    ) -> AsyncIterator[list[str]]:
-        """A job's distinct URLs (with `status` only), a sorted page at a time."""
-        after = ""
-        while urls := await self.job_urls(job_id, after, page_size, status):
-            yield urls
-            after = urls[-1]
+    async def in_flight(self, job_id: str) -> frozenset[str]:
+        rows = await self._reader.execute_fetchall(
+            "SELECT in_flight FROM work WHERE job_id = ? AND kind = ? "
+            f"AND lease_until >= {NOW} AND in_flight IS NOT NULL",
+            (job_id, WorkKind.SLICE),
+        )
+        return frozenset(url for (urls,) in rows for url in json.loads(urls))

@@ -100,10 +100,35 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE idempotency_key IS NOT NULL;
     CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
     """,
+    # Work claimed from the database under leases. A job's distinct URLs are cut into
+    # slices; each slice, a job's finishing and its cancelling are work items. Jobs that
+    # were running get one slice (their images were stored before slices existed).
+    """
+    ALTER TABLE images ADD COLUMN slice INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX images_by_slice ON images (job_id, slice, status, url);
+    CREATE TABLE work (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        slice INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,
+        lease_until TEXT,
+        in_flight TEXT
+    );
+    CREATE UNIQUE INDEX work_by_job ON work (job_id, kind, slice);
+    CREATE INDEX work_by_owner ON work (owner);
+    INSERT INTO work (job_id, kind)
+        SELECT id, CASE cancel_requested WHEN 1 THEN 'cancel' ELSE 'slice' END FROM jobs
+        WHERE status IN ('pending', 'processing');
+    ALTER TABLE webhook_deliveries ADD COLUMN lease_owner TEXT;
+    ALTER TABLE webhook_deliveries ADD COLUMN lease_until TEXT;
+    CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 )
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
+    """A connection that waits for the writer's lock instead of failing, with foreign keys."""
     db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
     await db.execute("PRAGMA busy_timeout = 30000")
     await db.execute("PRAGMA foreign_keys = ON")

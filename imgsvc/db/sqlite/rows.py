@@ -1,0 +1,118 @@
+"""Row shapes: column lists, times as stored, and rows turned into records.
+
+Times are stored as ISO 8601 text in UTC with milliseconds and a `Z`, the one form SQLite's
+own `strftime` writes too (`NOW`), so stored times compare as text, in SQL and here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, overload
+
+from ...models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    ImageRecord,
+    ImageStatus,
+    Job,
+    JobOptions,
+    JobStatus,
+    WorkItem,
+    WorkKind,
+)
+
+# The database's clock in the stored form, and the same `?` seconds from now.
+NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+NOW_PLUS = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
+
+
+def seconds(count: float) -> str:
+    """The modifier that NOW_PLUS adds to the clock."""
+    return f"{count:+.3f} seconds"
+
+
+@overload
+def stored(moment: datetime) -> str: ...
+@overload
+def stored(moment: None) -> None: ...
+def stored(moment: datetime | None) -> str | None:
+    """A time as a column holds it."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@overload
+def read_time(text: str) -> datetime: ...
+@overload
+def read_time(text: None) -> None: ...
+def read_time(text: str | None) -> datetime | None:
+    """A stored time as a datetime in UTC."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+# The ended states as an SQL list, from the one place that says which they are.
+TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.terminal) + ")"
+
+JOB_COLUMNS = (
+    "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
+    "quality, max_dimension, format, header, total_products, total_images, "
+    "processed_products, processed_images, succeeded_images, failed_images"
+)
+IMAGE_COLUMNS = (
+    "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height"
+)
+DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
+ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
+WORK_COLUMNS = "id, job_id, kind, slice"
+
+
+def owned(where: str, args: tuple[Any, ...], owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """`where` narrowed to one owner's jobs; None (API keys off) narrows nothing."""
+    if owner is None:
+        return where, args
+    return f"{where} AND owner = ?", (*args, owner)
+
+
+def job_values(job: Job) -> tuple[Any, ...]:
+    o = job.options
+    return (
+        job.id, job.status, job.message, stored(job.created_at), stored(job.updated_at),
+        stored(job.completed_at),
+        job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format,
+        json.dumps(job.header), job.total_products, job.total_images, job.processed_products,
+        job.processed_images, job.succeeded_images, job.failed_images,
+    )  # fmt: skip
+
+
+def job_from(row: Any) -> Job:
+    (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
+     max_dimension, fmt, header, *counters) = row  # fmt: skip
+    return Job(
+        id_, JobStatus(status), message, read_time(created), read_time(updated),
+        read_time(completed), base_url, webhook_url,
+        JobOptions(quality, max_dimension, fmt), tuple(json.loads(header)), *counters,
+    )  # fmt: skip
+
+
+def delivery_from(row: Any) -> Delivery:
+    id_, job_id, url, payload, state, attempts, round_start, next_attempt_at = row
+    return Delivery(id_, job_id, url, payload, DeliveryState(state), attempts, round_start,
+                    read_time(next_attempt_at))  # fmt: skip
+
+
+def attempt_from(row: Any) -> DeliveryAttempt:
+    number, at, *rest = row
+    return DeliveryAttempt(number, read_time(at), *rest)
+
+
+def work_from(row: Any) -> WorkItem:
+    id_, job_id, kind, slice_no = row
+    return WorkItem(id_, job_id, WorkKind(kind), slice_no)
+
+
+def image_from(row: Any) -> ImageRecord:
+    url, status, *rest = row
+    return ImageRecord(url, ImageStatus(status), *rest)
