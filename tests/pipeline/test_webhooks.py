@@ -72,10 +72,10 @@ async def test_signed_with_the_generated_secret(
         webhook = await webhook_state(service, request_id, "delivered")
         _, status_body = await service.get(f"/api/status/{request_id}")
 
-    cli_main(["webhook-secret", "--data-dir", str(tmp_path / "data")])
+    # The command reads the secret the service generated and keeps in its database.
+    await asyncio.to_thread(cli_main, ["webhook-secret", "--data-dir", str(tmp_path / "data")])
     secret = capsys.readouterr().out.strip()
     assert secret.startswith("whsec_")
-    assert (tmp_path / "data" / "webhook-secret").stat().st_mode & 0o077 == 0
 
     payload = Webhook(secret).verify(call.body, call.headers)
     assert call.headers["Content-Type"] == "application/json"
@@ -101,7 +101,18 @@ async def test_every_configured_secret_signs(
     assert len(call.headers["webhook-signature"].split(" ")) == 2
     for secret in (SECRET, OLD_SECRET):
         assert Webhook(secret).verify(call.body, call.headers)["type"] == "job.completed"
-    assert not (tmp_path / "data" / "webhook-secret").exists()
+
+
+async def test_a_secret_generated_before_the_database_kept_it_stays_the_secret(
+    tmp_path: Path, image_host: ImageHost, receiver: Receiver
+) -> None:
+    """Data folders made by earlier versions kept the generated secret in a file."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "webhook-secret").write_text(OLD_SECRET + "\n")
+    async with running_service(settings_for(tmp_path / "data")) as service:
+        await submit(service, image_host, receiver)
+        (call,) = await receiver.wait_calls(1)
+    assert Webhook(OLD_SECRET).verify(call.body, call.headers)["type"] == "job.completed"
 
 
 async def attempt_counts(service: Service) -> dict[str, float]:
