@@ -27,7 +27,8 @@ from .pipeline import compress, retention
 from .pipeline.fetch import Fetcher, FetchLimits
 from .pipeline.queue import JobRunner, Pipeline
 from .pipeline.webhooks import start_sender
-from .storage.local import Storage
+from .storage import Storage, open_storage
+from .storage.local import LocalStorage
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +80,18 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
     """Everything long-lived; each part is closed even when starting a later one or closing
     another fails, so a failed start or stop never leaves threads that keep the process up."""
     async with AsyncExitStack() as stack:
-        storage = Storage(settings.data_dir)
-        await asyncio.to_thread(storage.prepare)
-        db = await Database.open(storage.database)
+        storage = open_storage(settings)
+        await storage.start()
+        stack.push_async_callback(storage.close)
+        db = await Database.open(settings.data_dir / "imgsvc.db")
         stack.push_async_callback(db.close)
         pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")
         stack.push_async_callback(asyncio.to_thread, pool.shutdown, True, cancel_futures=True)
         compress.keep_memory_for(settings.cpu_workers)
         fetcher = _fetcher(settings)
         stack.push_async_callback(fetcher.close)
-        sender = await start_sender(settings, db, storage)
+        # The generated webhook secret is a file of the data folder, whatever the storage.
+        sender = await start_sender(settings, db, LocalStorage(settings.data_dir))
         stack.push_async_callback(sender.stop)
         runner = JobRunner(_pipeline(settings, db, storage, fetcher, pool), settings.job_workers)
         stack.push_async_callback(runner.stop)

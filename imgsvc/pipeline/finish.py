@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from ..api.payloads import image_url
 from ..db import Database
 from ..models import ImageStatus, Job, JobStatus
-from ..storage.local import image_name
-from . import compress, results
+from ..storage import image_names
+from . import results
 from .webhooks import outbox_entry
 
 if TYPE_CHECKING:
@@ -89,10 +89,8 @@ async def write_results(pipeline: Pipeline, job_id: str) -> Job:
     # Not in the Pillow pool: the thread mostly waits for pages of rows from the event loop,
     # and a compression slot held that long would slow every other job.
     rows = _result_rows(pipeline.db, job, asyncio.get_running_loop())
-    await asyncio.to_thread(
-        pipeline.storage.write_results,
-        job_id,
-        lambda out: results.write_results(out, job.header, rows),
+    await pipeline.storage.put_results(
+        job_id, lambda out: results.write_results(out, job.header, rows)
     )
     return job
 
@@ -103,13 +101,7 @@ async def _remove_cancelled_files(pipeline: Pipeline, job_id: str) -> None:
     job = await pipeline.db.get_job(job_id)
     assert job is not None
     async for urls in pipeline.db.job_url_pages(job_id, ImageStatus.CANCELLED):
-        await asyncio.to_thread(pipeline.storage.remove_images, image_names(job, urls))
-
-
-def image_names(job: Job, urls: list[str]) -> list[str]:
-    """The output file names `urls` have (or would have) in `job`."""
-    extension = compress.OutputFormat(job.options.format).extension
-    return [image_name(job.id, url, extension) for url in urls]
+        await pipeline.storage.remove_images(image_names(job, urls))
 
 
 def _result_rows(

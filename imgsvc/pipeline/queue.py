@@ -25,7 +25,7 @@ from typing import Any
 from .. import logs, metrics
 from ..db import Database
 from ..models import ImageRecord, ImageStatus, Job, JobStatus
-from ..storage.local import Storage, image_name
+from ..storage import Storage, image_name
 from . import compress, finish
 from .fetch import Fetcher, FetchError
 from .finish import StorageFailure
@@ -254,12 +254,9 @@ class _JobRun:
         encode = partial(
             compress.compress, data, options=self._options, max_pixels=self._p.max_pixels
         )
-        write = self._p.pool.submit(self._p.storage.write_image, name, encode)
-        self._writes.add(write)
-        write.add_done_callback(self._writes.discard)
         try:
             with metrics.COMPRESS_SECONDS.time():
-                result, size = await asyncio.wrap_future(write)
+                result, size = await self._p.storage.put_image(name, encode, self._p.pool)
         except compress.ImageError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
         except OSError as exc:
