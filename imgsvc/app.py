@@ -27,7 +27,7 @@ from .pipeline import compress, retention
 from .pipeline.fetch import Fetcher, FetchLimits
 from .pipeline.queue import JobRunner, Pipeline
 from .pipeline.webhooks import start_sender
-from .storage.local import Storage
+from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
     """Everything long-lived; each part is closed even when starting a later one or closing
     another fails, so a failed start or stop never leaves threads that keep the process up."""
     async with AsyncExitStack() as stack:
-        storage = Storage(settings.data_dir)
-        await asyncio.to_thread(storage.prepare)
+        storage = open_storage(settings)
+        await storage.start()
+        stack.push_async_callback(storage.close)
         db = await open_database(settings)
         stack.push_async_callback(db.close)
         pool = ThreadPoolExecutor(settings.cpu_workers, thread_name_prefix="imgsvc-cpu")

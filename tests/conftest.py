@@ -19,6 +19,7 @@ import uvicorn
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
+from starlette.types import ASGIApp
 
 from imgsvc.app import create_app
 from imgsvc.config import Settings
@@ -166,11 +167,9 @@ async def response_body(response: aiohttp.ClientResponse) -> Any:
 
 
 @asynccontextmanager
-async def running_service(settings: Settings) -> AsyncIterator[Service]:
-    """Serve `settings` with uvicorn on a free port until the block ends."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port until the block ends; its URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -180,11 +179,17 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        async with aiohttp.ClientSession() as client:
-            yield Service(f"http://127.0.0.1:{port}", settings, client)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Service]:
+    """Serve `settings` with uvicorn on a free port until the block ends."""
+    async with serving(create_app(settings)) as url, aiohttp.ClientSession() as client:
+        yield Service(url, settings, client)
 
 
 def free_port() -> int:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
-from ..errors import not_found
 from ..pipeline.webhooks import webhook_object
 from . import payloads
 from .auth import request_owner
-from .services import finished_results, job_of, query_int, services_of
+from .services import ended_job, job_of, query_int, services_of
 
-IMMUTABLE = "public, max-age=31536000, immutable"
 DETAILS_PAGE = 1000  # products per details page, at most and by default
 JOBS_PAGE, MAX_JOBS_PAGE = 50, 500  # jobs per list page: by default, at most
 
@@ -41,25 +39,13 @@ async def details(request: Request) -> Response:
 
 
 async def download(request: Request) -> Response:
-    job = await job_of(request)
-    path = finished_results(request, job, "the results CSV")
-    return FileResponse(path, media_type="text/csv", filename=f"results-{job.id}.csv")
+    job = ended_job(await job_of(request), "the results CSV")
+    return await services_of(request).storage.results_response(job.id)
 
 
 async def image(request: Request) -> Response:
     name = request.path_params["filename"]
-    try:
-        path = services_of(request).storage.image_path(name)
-    except ValueError:
-        raise not_found("the image") from None
-    if not path.is_file():
-        raise not_found("the image")
-    etag = f'"{name.split(".")[0]}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    media = "image/webp" if name.endswith(".webp") else "image/jpeg"
-    return FileResponse(path, media_type=media, headers=headers)
+    return await services_of(request).storage.image_response(name, request)
 
 
 async def jobs(request: Request) -> Response:

@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from ..db import Database
 from ..pipeline import archive
 from .payloads import links, status_object
-from .services import finished_results, job_of, services_of
+from .services import ended_job, job_of, services_of
 
 POLL_INTERVAL = 0.5  # seconds between reads of the job row
 KEEPALIVE = 15.0  # seconds of silence after which a comment keeps proxies from closing
@@ -71,8 +71,7 @@ async def progress(request: Request) -> Response:
 
 
 async def zip_archive(request: Request) -> Response:
-    job = await job_of(request)
-    finished_results(request, job, "the archive")
+    job = ended_job(await job_of(request), "the archive")
     services = services_of(request)
     return StreamingResponse(
         archive.zip_stream(services.db, services.storage, job.id),

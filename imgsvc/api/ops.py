@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
@@ -28,8 +27,7 @@ async def readyz(request: Request) -> Response:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"failing: {exc}"
-    writable = await run_in_threadpool(services.storage.writable)
-    checks["storage"] = "ok" if writable else "not writable"
+    checks["storage"] = "ok" if await services.storage.ready() else "not writable"
     checks["workers"] = "ok" if services.runner.alive else "not running"
     phase = services.lifecycle.phase
     checks["service"] = "ok" if phase is Phase.READY else phase.value

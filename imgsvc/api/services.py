@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from starlette.requests import Request
 
@@ -13,7 +12,7 @@ from ..errors import ApiError, not_found
 from ..lifecycle import Lifecycle
 from ..models import Job
 from ..pipeline.queue import JobRunner
-from ..storage.local import Storage
+from ..storage import Storage
 from .auth import request_owner
 from .upload_form import whole_number
 
@@ -47,16 +46,15 @@ async def job_of(request: Request) -> Job:
     return job
 
 
-def finished_results(request: Request, job: Job, what: str) -> Path:
-    """The job's results CSV; 409 not_finished (naming `what`) until the job has ended."""
-    path = services_of(request).storage.results_path(job.id)
-    if not job.status.terminal or not path.exists():
+def ended_job(job: Job, what: str) -> Job:
+    """`job` once it has ended; 409 not_finished (naming `what`) until then."""
+    if not job.status.terminal:
         raise ApiError(
             409,
             "not_finished",
             f"the job is {job.status.value}; {what} is ready when it has finished",
         )
-    return path
+    return job
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:

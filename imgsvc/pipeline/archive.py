@@ -1,50 +1,56 @@
-"""A job's output images and results CSV as one zip, built in a thread and streamed.
+"""A job's output images and results CSV as one zip, made as it is streamed.
 
-zipfile writes into a pipe whose chunks cross to the event loop through a small bounded
-stream: the loop never blocks on disk, memory stays at a few chunks whatever the job's
-size, and a client that goes away stops the thread at its next write. Images are already
-compressed, so entries are stored, not deflated.
+The standard library's zipfile writes the zip on the event loop into a small in-memory
+sink, entry by entry while the storage streams each file: the loop never waits on a disk or
+a bucket (the storage reads in threads or over the network), and memory stays at about one
+chunk whatever the job's size. Images are already compressed, so entries are stored, not
+deflated: per chunk, zipfile only adds a CRC (microseconds on the loop).
+
+Why not a zip-streaming library: making the zip of 500 images of 50 KB read through the
+storage took about 100 ms of CPU and 0.7 MiB of memory this way; zipfile in a thread fed
+through a bridge took 200-340 ms, zipstream-ng (synchronous: it needs that thread and
+bridge) 160-280 ms, stream-zip's async API (a thread hop per chunk each way, and
+pycryptodome pulled in for encryption we do not use) 220-370 ms, each with 2-3 MiB.
+zipstream-ng can announce the zip's length, but only with every entry queued before the
+first byte, in memory that grows with the job.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import stat
+import time
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 
-import anyio
-import anyio.from_thread
-import anyio.to_thread
-from anyio.streams.memory import MemoryObjectSendStream
+from ..db import Database
+from ..storage import Storage
 
-from ..db import Database, products_from_thread
-from ..storage.local import Storage
-
-CHUNK = 256 * 1024  # bytes handed to the loop at a time
-BUFFERED_CHUNKS = 4
+CHUNK = 256 * 1024  # bytes gathered before they are sent
+PAGE = 500  # products read at a time
 
 
-class _Pipe:
-    """A write-only file object that passes full chunks to the loop (blocking when it lags)."""
+class _Sink:
+    """Where zipfile writes: the bytes wait here until the stream takes them."""
 
-    def __init__(self, send: MemoryObjectSendStream[bytes]) -> None:
-        self._send = send
-        self._buffer = bytearray()
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self.size = 0
 
     def write(self, data: bytes, /) -> int:
-        self._buffer += data
-        if len(self._buffer) >= CHUNK:
-            self.flush()
+        self._parts.append(bytes(data))
+        self.size += len(data)
         return len(data)
 
     def flush(self) -> None:
-        if self._buffer:
-            chunk, self._buffer = bytes(self._buffer), bytearray()
-            anyio.from_thread.run(self._send.send, chunk)
+        """Nothing to do: the stream takes what was written."""
 
     def close(self) -> None:
-        """Nothing to release: the stream is closed by whoever made it."""
+        """Nothing to release."""
+
+    def take(self) -> bytes:
+        data, self._parts, self.size = b"".join(self._parts), [], 0
+        return data
 
 
 def archive_name(job_id: str) -> str:
@@ -53,38 +59,44 @@ def archive_name(job_id: str) -> str:
 
 async def zip_stream(db: Database, storage: Storage, job_id: str) -> AsyncIterator[bytes]:
     """The zip's bytes: `results-<id>.csv`, then `images/<output name>` for every image."""
-    send, receive = anyio.create_memory_object_stream[bytes](BUFFERED_CHUNKS)
-    names = _output_names(db, job_id, asyncio.get_running_loop())
-    writer = asyncio.create_task(anyio.to_thread.run_sync(_write_zip, storage, job_id, names, send))
-    try:
-        async with receive:
-            async for chunk in receive:
-                yield chunk
-    finally:
-        # A client that left closed `receive`: the thread's next send fails and it ends.
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await writer
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:
+        async for name, chunks, large in _entries(db, storage, job_id):
+            async with aclosing(chunks):
+                with archive.open(_member(name), "w", force_zip64=large) as entry:
+                    async for chunk in chunks:
+                        entry.write(chunk)
+                        if sink.size >= CHUNK:
+                            yield sink.take()
+    yield sink.take()
 
 
-def _write_zip(
-    storage: Storage, job_id: str, names: Iterator[str], send: MemoryObjectSendStream[bytes]
-) -> None:
-    try:
-        pipe = _Pipe(send)
-        with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED) as archive:
-            archive.write(storage.results_path(job_id), f"results-{job_id}.csv")
-            for name in names:
-                archive.write(storage.image_path(name), f"images/{name}")
-        pipe.flush()
-    finally:
-        anyio.from_thread.run(send.aclose)
+async def _entries(
+    db: Database, storage: Storage, job_id: str
+) -> AsyncIterator[tuple[str, AsyncGenerator[bytes, None], bool]]:
+    """Each entry's name, bytes, and whether it may pass the 2 GiB of a plain entry: the
+    CSV's size is known only once it is read, and a raised IMGSVC_MAX_UPLOAD_BYTES lets it
+    grow past that."""
+    yield f"results-{job_id}.csv", storage.results_chunks(job_id), True
+    async for name in _output_names(db, job_id):
+        yield f"images/{name}", storage.image_chunks(name), False
 
 
-def _output_names(db: Database, job_id: str, loop: asyncio.AbstractEventLoop) -> Iterator[str]:
-    """Every output image of the job once, in input order (iterated in the zip's thread)."""
+def _member(name: str) -> zipfile.ZipInfo:
+    """An entry made now, readable by everyone who unpacks it."""
+    member = zipfile.ZipInfo(name, time.localtime()[:6])
+    member.external_attr = (stat.S_IFREG | 0o644) << 16
+    return member
+
+
+async def _output_names(db: Database, job_id: str) -> AsyncIterator[str]:
+    """Every output image of the job once, in input order."""
     seen: set[str] = set()
-    for product in products_from_thread(db, job_id, loop):
-        for image in product.images:
-            if image.output_name and image.output_name not in seen:
-                seen.add(image.output_name)
-                yield image.output_name
+    after = 0
+    while page := await db.products(job_id, after, PAGE):
+        for product in page:
+            for image in product.images:
+                if image.output_name and image.output_name not in seen:
+                    seen.add(image.output_name)
+                    yield image.output_name
+        after = page[-1].seq + 1

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from ..api.payloads import image_url
 from ..db import Database, products_from_thread, url_pages
 from ..models import ImageStatus, Job, JobStatus
-from ..storage.local import Storage, image_name
-from . import compress, results
+from ..storage import Storage, image_names
+from . import results
 from .webhooks import outbox_entry
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,7 @@ async def write_results(db: Database, storage: Storage, job_id: str) -> Job:
     # Not in the Pillow pool: the thread mostly waits for pages of rows from the event loop,
     # and a compression slot held that long would slow every other job.
     rows = _result_rows(db, job, asyncio.get_running_loop())
-    await asyncio.to_thread(
-        storage.write_results,
-        job_id,
-        lambda out: results.write_results(out, job.header, rows),
-    )
+    await storage.put_results(job_id, lambda out: results.write_results(out, job.header, rows))
     return job
 
 
@@ -100,13 +96,7 @@ async def _remove_cancelled_files(db: Database, storage: Storage, job_id: str) -
     job = await db.get_job(job_id)
     assert job is not None
     async for urls in url_pages(db, job_id, ImageStatus.CANCELLED):
-        await asyncio.to_thread(storage.remove_images, image_names(job, urls))
-
-
-def image_names(job: Job, urls: list[str]) -> list[str]:
-    """The output file names `urls` have (or would have) in `job`."""
-    extension = compress.OutputFormat(job.options.format).extension
-    return [image_name(job.id, url, extension) for url in urls]
+        await storage.remove_images(image_names(job, urls))
 
 
 def _result_rows(

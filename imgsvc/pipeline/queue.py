@@ -20,16 +20,14 @@ import contextlib
 import contextvars
 import errno
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from .. import logs, metrics
 from ..db import Database
 from ..models import ImageRecord, ImageStatus, Job, WorkItem, WorkKind
-from ..storage.local import Storage, image_name
+from ..storage import Storage, image_name
 from . import compress, finish
 from .fetch import Fetcher, FetchError
 from .finish import StorageFailure
@@ -206,8 +204,6 @@ class JobRunner:
         running.abandoned = True
         running.task.cancel()
         await asyncio.wait({running.task})
-        if running.run is not None:
-            await running.run.settle()
         await self._db.release_work(self._owner, [running.item.id])
 
 
@@ -250,7 +246,6 @@ class _SliceRun:
         )
         self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_slice)
         self._recorder = _Recorder(pipeline.db, job.id)
-        self._writes: set[Future[Any]] = set()
         self._feeder: asyncio.Task[None] | None = None
         self.stopped = False
         self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
@@ -279,11 +274,6 @@ class _SliceRun:
         with contextlib.suppress(asyncio.QueueFull):
             while True:  # wakes every task waiting for a URL; they all stop
                 self._urls.put_nowait(None)
-
-    async def settle(self) -> None:
-        """Wait for image writes still running in threads (a cancelled task leaves them)."""
-        if self._writes:
-            await asyncio.to_thread(wait_futures, list(self._writes))
 
     async def _feed(self, takers: int) -> None:
         # Outcomes are committed as the slice goes, so a page after `after` is stable.
@@ -315,12 +305,9 @@ class _SliceRun:
         encode = partial(
             compress.compress, data, options=self._options, max_pixels=self._p.max_pixels
         )
-        write = self._p.pool.submit(self._p.storage.write_image, name, encode)
-        self._writes.add(write)
-        write.add_done_callback(self._writes.discard)
         try:
             with metrics.COMPRESS_SECONDS.time():
-                result, size = await asyncio.wrap_future(write)
+                result, size = await self._p.storage.put_image(name, encode, self._p.pool)
         except compress.ImageError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
         except OSError as exc:

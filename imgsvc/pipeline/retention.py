@@ -13,8 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..db import Database, url_pages
 from ..models import Job
-from ..storage.local import Storage
-from .finish import image_names
+from ..storage import Storage, image_names
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,8 @@ async def sweep(db: Database, storage: Storage, days: int) -> int:
         for job in jobs:
             names = await _file_names(db, job)
             if await db.delete_job(job.id, cutoff):
-                await asyncio.to_thread(_remove_files, storage, job.id, names)
+                await storage.remove_images(names)
+                await storage.remove_results(job.id)
                 removed += 1
     return removed
 
@@ -53,8 +53,3 @@ async def _file_names(db: Database, job: Job) -> list[str]:
     # Every URL's name, not only recorded outputs: a file written just before a crash whose
     # outcome was never recorded goes too.
     return [name async for urls in url_pages(db, job.id) for name in image_names(job, urls)]
-
-
-def _remove_files(storage: Storage, job_id: str, names: list[str]) -> None:
-    storage.remove_images(names)
-    storage.remove_results(job_id)

@@ -1,1 +1,120 @@
-"""Where output images and results CSVs live."""
+"""Where output images and results CSVs live: one interface, one backend per kind of store.
+
+Every read or write of an output image or a results CSV goes through `Storage`; the rest of
+the service never sees a path or a bucket. `open_storage` picks the backend from Settings.
+
+Output names are made here, once: `[A-Za-z0-9_-]+.(jpg|webp)`, unguessable and stable. A
+backend serves those names and nothing else, whatever it is asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import AsyncGenerator, Callable, Iterable
+from concurrent.futures import Executor
+from typing import BinaryIO, Protocol, TextIO, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..config import Settings
+from ..models import Job
+from ..pipeline.compress import OutputFormat
+
+T = TypeVar("T")
+
+IMAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.(jpg|webp)")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+IMMUTABLE = "public, max-age=31536000, immutable"  # a name's bytes never change
+
+
+def image_name(job_id: str, url: str, extension: str) -> str:
+    """The output name of `url` in a job: unguessable without the job id, and stable, so a
+    URL is stored once per job and redoing it after a crash replaces the same image."""
+    digest = hashlib.sha256(f"{job_id}\0{url}".encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=") + "." + extension
+
+
+def image_names(job: Job, urls: Iterable[str]) -> list[str]:
+    """The output names `urls` have (or would have) in `job`."""
+    extension = OutputFormat(job.options.format).extension
+    return [image_name(job.id, url, extension) for url in urls]
+
+
+class Storage(Protocol):
+    """Output images and results CSVs, wherever they are kept.
+
+    Writes are atomic: a reader sees a whole image or CSV, or none. A write the store cannot
+    take (full, refused, unreachable) raises OSError; reading what is not stored raises
+    FileNotFoundError. Names that are not ours are never stored, served or streamed.
+    """
+
+    async def start(self) -> None:
+        """Make the store ready (and drop temp files a crash left behind)."""
+
+    async def close(self) -> None:
+        """Release what `start` took."""
+
+    async def ready(self) -> bool:
+        """Whether an image could be stored right now (for /readyz)."""
+
+    async def put_image(
+        self, name: str, encode: Callable[[BinaryIO], T], pool: Executor
+    ) -> tuple[T, int]:
+        """Store image `name` as `encode` writes it into a real file, run in `pool` (Pillow
+        releases the GIL while it encodes into a file); its result and the stored size.
+
+        If `encode` raises, nothing is stored and its exception propagates. A cancelled call
+        returns only once `encode` has ended: after it, nothing more appears in storage.
+        """
+
+    async def put_results(self, job_id: str, write: Callable[[TextIO], None]) -> None:
+        """Store the job's results CSV as `write` writes it (run in a thread: it may block)."""
+
+    async def image_response(self, name: str, request: Request) -> Response:
+        """Answer `request` for image `name`: ETag, long immutable cache, HEAD, 304 when the
+        client has it; ApiError not_found when the name is not ours or not stored."""
+
+    async def results_response(self, job_id: str) -> Response:
+        """The job's results CSV as a download (`results-<id>.csv`); ApiError not_found if
+        there is none."""
+
+    def image_chunks(self, name: str) -> AsyncGenerator[bytes, None]:
+        """The stored image's bytes, a chunk at a time (close it when leaving early)."""
+
+    def results_chunks(self, job_id: str) -> AsyncGenerator[bytes, None]:
+        """The job's results CSV's bytes, a chunk at a time."""
+
+    async def remove_images(self, names: Iterable[str]) -> None:
+        """Remove these images; names not stored are skipped."""
+
+    async def remove_results(self, job_id: str) -> None:
+        """Remove the job's results CSV, if there is one."""
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The backend `settings` ask for: the data folder (there is no other yet)."""
+    from .local import LocalStorage  # a backend's module is imported only when it is used
+
+    return LocalStorage(settings.data_dir)
+
+
+def cache_headers(name: str) -> dict[str, str]:
+    """An image's validator and caching: its name is its version, its bytes never change."""
+    return {"ETag": f'"{name.split(".")[0]}"', "Cache-Control": IMMUTABLE}
+
+
+def not_modified(request: Request, name: str) -> Response | None:
+    """A 304 when the request's If-None-Match names the image's ETag, else None."""
+    headers = cache_headers(name)
+    tags = request.headers.get("if-none-match", "").split(",")
+    if {"*", headers["ETag"]} & {t.strip().removeprefix("W/") for t in tags}:
+        return Response(status_code=304, headers=headers)
+    return None
+
+
+def media_type(name: str) -> str:
+    """The Content-Type of an image, by its name's extension."""
+    return "image/webp" if name.endswith(".webp") else "image/jpeg"

@@ -1,138 +1,160 @@
-"""The data folder's file layout, and writes that are atomic: a reader sees all or nothing.
+"""Storage in the data folder: images/<first char>/<name>, results/<job id>.csv, tmp/.
 
-Every method here is synchronous file I/O; callers run them in threads.
+Every write goes into a temp file in tmp/ (the same file system) and is renamed into place,
+so a reader sees a whole file or none, even after kill -9. File I/O runs in threads.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import asyncio
 import os
-import re
 import shutil
+import stat
 import string
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import BinaryIO, TextIO, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from ..errors import not_found
+from . import IMAGE_NAME, JOB_ID, cache_headers, media_type, not_modified
 
 T = TypeVar("T")
 
 SHARDS = string.ascii_letters + string.digits + "-_"  # the characters a name starts with
-IMAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.(jpg|webp)")
+CHUNK = 256 * 1024  # bytes read at a time when streaming a file
 
 
-def image_name(job_id: str, url: str, extension: str) -> str:
-    """The output file name of `url` in a job: unguessable without the job id, and stable,
-    so a URL is stored once per job and redoing it after a crash replaces the same file."""
-    digest = hashlib.sha256(f"{job_id}\0{url}".encode()).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=") + "." + extension
-
-
-class Storage:
-    """Files under one data folder: the database, output images, results CSVs, temp files."""
+class LocalStorage:
+    """The `Storage` of one data folder (the folder also holds the database and the lock)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.images = root / "images"
-        self.results = root / "results"
-        self.tmp = root / "tmp"
+        self._images = root / "images"
+        self._results = root / "results"
+        self._tmp = root / "tmp"
 
-    @property
-    def database(self) -> Path:
-        return self.root / "imgsvc.db"
+    async def start(self) -> None:
+        await asyncio.to_thread(self._prepare)
 
-    def prepare(self) -> None:
-        """Create the folders and drop temp files a crash may have left behind."""
-        for folder in (self.root, self.images, self.results):
+    async def close(self) -> None:
+        """Nothing to release: every file is opened and closed by the call that uses it."""
+
+    async def ready(self) -> bool:
+        return await asyncio.to_thread(self._writable)
+
+    async def put_image(
+        self, name: str, encode: Callable[[BinaryIO], T], pool: Executor
+    ) -> tuple[T, int]:
+        if not IMAGE_NAME.fullmatch(name):
+            raise ValueError(f"not an image name: {name!r}")
+        future = pool.submit(self._write_image, name, encode)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # The cancel dropped the write if it had not started; one that has cannot be
+            # stopped, so wait for it: the caller may remove what was written.
+            await asyncio.wait([asyncio.wrap_future(future)])
+            raise
+
+    async def put_results(self, job_id: str, write: Callable[[TextIO], None]) -> None:
+        await asyncio.to_thread(self._write_results, self._results_path(job_id), write)
+
+    async def image_response(self, name: str, request: Request) -> Response:
+        try:
+            path = self._image_path(name)
+            found = await asyncio.to_thread(os.stat, path)
+        except OSError:
+            raise not_found("the image") from None
+        if not stat.S_ISREG(found.st_mode):
+            raise not_found("the image")
+        return not_modified(request, name) or FileResponse(
+            path, media_type=media_type(name), headers=cache_headers(name), stat_result=found
+        )
+
+    async def results_response(self, job_id: str) -> Response:
+        try:
+            path = self._results_path(job_id)
+            found = await asyncio.to_thread(os.stat, path)
+        except OSError:
+            raise not_found("the results CSV") from None
+        return FileResponse(
+            path, media_type="text/csv", filename=f"results-{job_id}.csv", stat_result=found
+        )
+
+    async def image_chunks(self, name: str) -> AsyncGenerator[bytes, None]:
+        async for chunk in _chunks(self._image_path(name)):
+            yield chunk
+
+    async def results_chunks(self, job_id: str) -> AsyncGenerator[bytes, None]:
+        async for chunk in _chunks(self._results_path(job_id)):
+            yield chunk
+
+    async def remove_images(self, names: Iterable[str]) -> None:
+        paths = [self._images / n[0] / n for n in names if IMAGE_NAME.fullmatch(n)]
+        await asyncio.to_thread(_remove, paths)
+
+    async def remove_results(self, job_id: str) -> None:
+        await asyncio.to_thread(_remove, [self._results_path(job_id)])
+
+    def _prepare(self) -> None:
+        for folder in (self.root, self._images, self._results):
             folder.mkdir(parents=True, exist_ok=True)
         # One folder per first character of a name: 64 folders made once here keep any one
         # folder's size in check without a mkdir on the path of every image.
         for shard in SHARDS:
-            (self.images / shard).mkdir(exist_ok=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir()
+            (self._images / shard).mkdir(exist_ok=True)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir()
 
-    def image_path(self, name: str) -> Path:
-        """Where an output image lives; ValueError for any name that is not one of ours."""
-        if not IMAGE_NAME.fullmatch(name):
-            raise ValueError(f"not an image name: {name!r}")
-        return self.images / name[0] / name
-
-    def results_path(self, job_id: str) -> Path:
-        return self.results / f"{job_id}.csv"
-
-    def write_image(self, name: str, write: Callable[[IO[bytes]], T]) -> tuple[T, int]:
-        """Run `write` on a temp file, then move it into place; returns its result and size.
-
-        The temp file is named after the image: a name is written by one task at a time,
-        and a fixed name spares the random-name search of mkstemp on this hot path.
-        """
-        target = self.image_path(name)
-        part = self.tmp / f"{name}.part"
+    def _writable(self) -> bool:
         try:
-            with part.open("wb") as handle:
-                result = write(handle)
-                size = handle.tell()
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
-        os.replace(part, target)
-        return result, size
-
-    def write_results(self, job_id: str, write: Callable[[IO[str]], None]) -> None:
-        with (
-            self._replacing(self.results_path(job_id)) as part,
-            part.open("w", encoding="utf-8", newline="") as handle,
-        ):
-            write(handle)
-
-    def remove_results(self, job_id: str) -> None:
-        self.results_path(job_id).unlink(missing_ok=True)
-
-    def remove_image(self, name: str) -> None:
-        self.image_path(name).unlink(missing_ok=True)
-
-    def webhook_secret(self, make: Callable[[], str]) -> str:
-        """The data folder's webhook secret, first created with `make()` if there is none.
-
-        The file is readable by its owner only and appears whole or not at all (a hard link
-        of a finished temp file), so two processes starting at once agree on one secret.
-        """
-        path = self.root / "webhook-secret"
-        if not path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self.root, suffix=".part")  # mode 0600
-            part = Path(name)
-            try:
-                with os.fdopen(fd, "w", encoding="ascii") as handle:
-                    handle.write(make() + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.link(part, path)
-            except FileExistsError:
-                pass  # another process made it first: use theirs
-            finally:
-                part.unlink(missing_ok=True)
-        return path.read_text(encoding="ascii").strip()
-
-    def remove_images(self, names: Iterable[str]) -> None:
-        for name in names:
-            self.remove_image(name)
-
-    def writable(self) -> bool:
-        """Whether a file can be created in the data folder right now."""
-        try:
-            with tempfile.TemporaryFile(dir=self.tmp):
+            with tempfile.TemporaryFile(dir=self._tmp):
                 return True
         except OSError:
             return False
 
+    def _image_path(self, name: str) -> Path:
+        """Where image `name` lives; FileNotFoundError for a name that is not one of ours."""
+        if not IMAGE_NAME.fullmatch(name):
+            raise FileNotFoundError(f"not an image name: {name!r}")
+        return self._images / name[0] / name
+
+    def _results_path(self, job_id: str) -> Path:
+        if not JOB_ID.fullmatch(job_id):
+            raise FileNotFoundError(f"not a job id: {job_id!r}")
+        return self._results / f"{job_id}.csv"
+
+    def _write_image(self, name: str, encode: Callable[[BinaryIO], T]) -> tuple[T, int]:
+        # The temp file is named after the image: a name is written by one task at a time,
+        # and a fixed name spares the random-name search of mkstemp on this hot path.
+        part = self._tmp / f"{name}.part"
+        try:
+            with part.open("wb") as handle:
+                result = encode(handle)
+                size = handle.tell()
+            os.replace(part, self._image_path(name))
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return result, size
+
+    def _write_results(self, target: Path, write: Callable[[TextIO], None]) -> None:
+        with (
+            self._replacing(target) as part,
+            part.open("w", encoding="utf-8", newline="") as handle,
+        ):
+            write(handle)
+
     @contextmanager
     def _replacing(self, target: Path) -> Iterator[Path]:
         """A temp path in the data folder that replaces `target` if the block succeeds."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
         os.close(fd)
         part = Path(name)
         try:
@@ -140,3 +162,29 @@ class Storage:
             os.replace(part, target)
         finally:
             part.unlink(missing_ok=True)
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    # One trip to a thread opens the file and reads a chunk: an image is then usually whole.
+    # A short read is the end of a regular file.
+    handle, chunk = await asyncio.to_thread(_open_reading, path)
+    with handle:
+        while chunk:
+            yield chunk
+            if len(chunk) < CHUNK:
+                return
+            chunk = await asyncio.to_thread(handle.read, CHUNK)
+
+
+def _open_reading(path: Path) -> tuple[BinaryIO, bytes]:
+    handle = path.open("rb")
+    try:
+        return handle, handle.read(CHUNK)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from imgsvc.storage.local import image_name
+from imgsvc.storage import image_name
 
 from ..conftest import jpeg_bytes, loopback_server
 from ..served import ENDED, Served, image_files, kill_9, query, results_rows, served, service_env
