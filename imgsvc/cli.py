@@ -6,11 +6,10 @@ import argparse
 import json
 import os
 import sys
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from . import client
+from . import client, paths
 from .config import Settings, SettingsError
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -170,11 +169,10 @@ def _submit(args: argparse.Namespace) -> None:
 
 def _status(args: argparse.Namespace) -> None:
     server = args.server.rstrip("/")
-    request_id = urllib.parse.quote(args.request_id, safe="")
     if args.watch:  # an ended job's stream gives its final state and links at once
-        _finish(client.watch(f"{server}/api/events/{request_id}"))
+        _finish(client.watch(server + paths.fill(paths.EVENTS, request_id=args.request_id)))
         return
-    _print(client.call("GET", f"{server}/api/status/{request_id}"))
+    _print(client.call("GET", server + paths.fill(paths.STATUS, request_id=args.request_id)))
 
 
 def _webhook_secret(args: argparse.Namespace) -> None:
