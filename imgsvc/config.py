@@ -1,4 +1,12 @@
-"""Settings: one frozen object read from the environment in one place."""
+"""Settings: one frozen object read from the environment in one place.
+
+Parsed here rather than by a settings library: the dataclass's fields are the one list of
+settings and `from_env` walks them, parsing each by its declared type, so a new setting is
+one line. Starlette's `Config` (already installed), environs or decouple would have every
+variable named again with its cast, and none reads our few shapes (CIDR lists, key
+lists, a delay schedule) without the same code as `_parse`; pydantic-settings would bring
+pydantic, which the service does not otherwise need.
+"""
 
 from __future__ import annotations
 
