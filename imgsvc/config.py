@@ -15,11 +15,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .pipeline.netguard import AddressPolicy, Network
 from .pipeline.parse import CsvLimits
 from .pipeline.signing import secret_key
+
+if TYPE_CHECKING:
+    from .pipeline.netguard import AddressPolicy, Network
 
 MIB = 1024 * 1024
 # Seconds between webhook attempts: the Standard Webhooks schedule, about 27 hours in all.
@@ -122,6 +124,10 @@ class Settings:
 
     @property
     def address_policy(self) -> AddressPolicy:
+        # Imported here: netguard loads aiohttp, which the CLI's client commands (they read
+        # no settings) would otherwise wait for at every start.
+        from .pipeline.netguard import AddressPolicy
+
         return AddressPolicy(self.allow_private_urls, self.allow_networks)
 
     @property
