@@ -11,6 +11,7 @@ from typing import Any
 
 from . import client, paths
 from .config import Settings, SettingsError
+from .models import OutputFormat
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 FAILED, UNREACHABLE = 1, 2  # exit codes: the job failed; the service refused or is away
@@ -68,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     submit.add_argument("file", type=Path, metavar="FILE.csv", help="the products CSV")
     submit.add_argument("--quality", type=int, help="JPEG/WebP quality, 1-95 (default 50)")
-    submit.add_argument("--format", choices=["jpeg", "webp"], help="output format (jpeg)")
+    submit.add_argument("--format", choices=list(OutputFormat), help="output format (jpeg)")
     submit.add_argument("--max-dimension", type=int, help="longest side of outputs, px")
     submit.add_argument("--webhook-url", help="called when the job ends")
     submit.set_defaults(run=_submit)

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from .. import paths
+from ..models import OutputFormat
 from .auth import needs_key
 from .jobs import DETAILS_PAGE, JOBS_PAGE, MAX_JOBS_PAGE
 from .openapi_schemas import SCHEMAS, ref
@@ -47,7 +48,7 @@ UPLOAD_FIELDS: dict[str, Any] = {
     "quality": {"type": "integer", "minimum": 1, "maximum": MAX_QUALITY, "default": 50},
     "max_dimension": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION,
                       "description": "longest side of the output, in pixels"},
-    "format": {"type": "string", "enum": ["jpeg", "jpg", "webp"], "default": "jpeg"},
+    "format": {"type": "string", "enum": [*OutputFormat, "jpg"], "default": OutputFormat.JPEG},
 }  # fmt: skip
 
 

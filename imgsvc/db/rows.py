@@ -6,7 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..models import Delivery, DeliveryState, ImageRecord, ImageStatus, Job, JobOptions, JobStatus
+from ..models import (
+    Delivery,
+    DeliveryState,
+    ImageRecord,
+    ImageStatus,
+    Job,
+    JobOptions,
+    JobStatus,
+    OutputFormat,
+)
 
 
 class KeyTaken(Exception):
@@ -61,7 +70,7 @@ def job_from(row: Any) -> Job:
      max_dimension, fmt, header, *counters) = row  # fmt: skip
     return Job(
         id_, JobStatus(status), message, created, updated, completed, base_url, webhook_url,
-        JobOptions(quality, max_dimension, fmt), tuple(json.loads(header)), *counters,
+        JobOptions(quality, max_dimension, OutputFormat(fmt)), tuple(json.loads(header)), *counters,
     )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from ..api.payloads import image_url
 from ..db import Database
 from ..models import ImageStatus, Job, JobStatus
 from ..storage.local import image_name
-from . import compress, results
+from . import results
 from .webhooks import outbox_entry
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ async def _remove_cancelled_files(pipeline: Pipeline, job_id: str) -> None:
 
 def image_names(job: Job, urls: list[str]) -> list[str]:
     """The output file names `urls` have (or would have) in `job`."""
-    extension = compress.OutputFormat(job.options.format).extension
+    extension = job.options.format.extension
     return [image_name(job.id, url, extension) for url in urls]
 
 

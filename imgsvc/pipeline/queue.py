@@ -179,7 +179,7 @@ class _JobRun:
         self._options = compress.EncodeOptions(
             quality=job.options.quality,
             max_dimension=job.options.max_dimension,
-            format=compress.OutputFormat(job.options.format),
+            format=job.options.format,
         )
         self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_job)
         self._recorder = _Recorder(pipeline.db, job.id)
