@@ -7,12 +7,12 @@ import asyncio
 import json
 import os
 import sys
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from . import client
+from . import client, paths
 from .config import Settings, SettingsError
+from .models import OutputFormat
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 FAILED, UNREACHABLE = 1, 2  # exit codes: the job failed; the service refused or is away
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     submit.add_argument("file", type=Path, metavar="FILE.csv", help="the products CSV")
     submit.add_argument("--quality", type=int, help="JPEG/WebP quality, 1-95 (default 50)")
-    submit.add_argument("--format", choices=["jpeg", "webp"], help="output format (jpeg)")
+    submit.add_argument("--format", choices=list(OutputFormat), help="output format (jpeg)")
     submit.add_argument("--max-dimension", type=int, help="longest side of outputs, px")
     submit.add_argument("--webhook-url", help="called when the job ends")
     submit.set_defaults(run=_submit)
@@ -171,11 +171,10 @@ def _submit(args: argparse.Namespace) -> None:
 
 def _status(args: argparse.Namespace) -> None:
     server = args.server.rstrip("/")
-    request_id = urllib.parse.quote(args.request_id, safe="")
     if args.watch:  # an ended job's stream gives its final state and links at once
-        _finish(client.watch(f"{server}/api/events/{request_id}"))
+        _finish(client.watch(server + paths.fill(paths.EVENTS, request_id=args.request_id)))
         return
-    _print(client.call("GET", f"{server}/api/status/{request_id}"))
+    _print(client.call("GET", server + paths.fill(paths.STATUS, request_id=args.request_id)))
 
 
 def _webhook_secret(args: argparse.Namespace) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from . import paths
+
 TIMEOUT = 60.0  # seconds without a byte from the service; the stream sends keep-alives
 
 
@@ -44,7 +46,7 @@ def _open(request: urllib.request.Request) -> Any:
 def upload(server: str, path: Path, options: dict[str, str]) -> dict[str, Any]:
     """Send a CSV as a `text/csv` body with its options as query parameters."""
     query = urllib.parse.urlencode({k: v for k, v in options.items() if v})
-    url = f"{server}/api/upload" + (f"?{query}" if query else "")
+    url = server + paths.UPLOAD + (f"?{query}" if query else "")
     answer: dict[str, Any] = call("POST", url, path.read_bytes(), "text/csv")
     return answer
 

@@ -1,4 +1,12 @@
-"""Settings: one frozen object read from the environment in one place."""
+"""Settings: one frozen object read from the environment in one place.
+
+Parsed here rather than by a settings library: the dataclass's fields are the one list of
+settings and `from_env` walks them, parsing each by its declared type, so a new setting is
+one line. Starlette's `Config` (already installed), environs or decouple would have every
+variable named again with its cast, and none reads our few shapes (CIDR lists, key
+lists, a delay schedule) without the same code as `_parse`; pydantic-settings would bring
+pydantic, which the service does not otherwise need.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .pipeline.netguard import AddressPolicy, Network
 from .pipeline.parse import CsvLimits
 from .pipeline.signing import secret_key
+
+if TYPE_CHECKING:
+    from .pipeline.netguard import AddressPolicy, Network
 
 MIB = 1024 * 1024
 # Seconds between webhook attempts: the Standard Webhooks schedule, about 27 hours in all.
@@ -117,6 +127,10 @@ class Settings:
 
     @property
     def address_policy(self) -> AddressPolicy:
+        # Imported here: netguard loads aiohttp, which the CLI's client commands (they read
+        # no settings) would otherwise wait for at every start.
+        from .pipeline.netguard import AddressPolicy
+
         return AddressPolicy(self.allow_private_urls, self.allow_networks)
 
     @property

@@ -27,13 +27,25 @@ class ImageStatus(StrEnum):
     CANCELLED = "cancelled"  # the job was cancelled before this image ended
 
 
+class OutputFormat(StrEnum):
+    """The formats a job's images can be written in (the value is what is stored)."""
+
+    JPEG = "jpeg"  # the default: every browser and every shop system reads it
+    WEBP = "webp"  # smaller at the same quality, for callers that ask for it
+
+    @property
+    def extension(self) -> str:
+        """The file name extension for this format, without the dot."""
+        return "jpg" if self is OutputFormat.JPEG else "webp"
+
+
 @dataclass(frozen=True)
 class JobOptions:
     """How a job's images are encoded, chosen at upload."""
 
     quality: int
     max_dimension: int | None
-    format: str
+    format: OutputFormat
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import paths
 from ..errors import ApiError
 
-OPEN_PREFIXES = ("/api/image/",)
+OPEN_PREFIXES = (paths.IMAGE.removesuffix("{filename}"),)
 
 
 def owner_of_key(key: str) -> str:

@@ -1,6 +1,8 @@
 """Watching a job and taking its results home: progress as server-sent events, the zip.
 
-Progress events carry the job's status object whenever it changes.
+Progress events carry the job's status object whenever it changes. sse-starlette writes
+and sends them; it also answers HEAD with the headers alone, where a plain streaming
+response would go on polling the job and hold the connection until the job ended.
 
 The job runner commits progress in batches about every half second, so reading the job
 row at that pace shows every step a person could see, costs one indexed read per stream,
@@ -14,6 +16,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -25,19 +28,22 @@ from .services import ended_job, job_of, services_of
 POLL_INTERVAL = 0.5  # seconds between reads of the job row
 KEEPALIVE = 15.0  # seconds of silence after which a comment keeps proxies from closing
 RETRY_MS = 2000  # how long a browser's EventSource waits before reconnecting
+SEP = "\n"  # lines end in LF, as the stream has always sent them (the library's default: CRLF)
+RETRY = ServerSentEvent(retry=RETRY_MS, sep=SEP)
+KEEPALIVE_COMMENT = ServerSentEvent(comment="keepalive", sep=SEP)
 
 
-def sse(event: str, data: Any) -> str:
+def sse(event: str, data: Any) -> ServerSentEvent:
     """One server-sent event: a name and a JSON body on one `data:` line."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=event, sep=SEP)
 
 
 async def progress_events(
     db: Database, job_id: str, interval: float = POLL_INTERVAL
-) -> AsyncIterator[str]:
+) -> AsyncIterator[ServerSentEvent]:
     """`progress` events with the status object as it changes, then one `done` at the end
     (the status object with the links to the results)."""
-    yield f"retry: {RETRY_MS}\n\n"
+    yield RETRY
     last: dict[str, Any] | None = None
     quiet = 0.0
     while True:
@@ -50,7 +56,7 @@ async def progress_events(
             yield sse("progress", body)
             last, quiet = body, 0.0
         elif quiet >= KEEPALIVE:
-            yield ": keepalive\n\n"
+            yield KEEPALIVE_COMMENT
             quiet = 0.0
         if job.status.terminal:
             yield sse("done", body | links(job))
@@ -61,12 +67,15 @@ async def progress_events(
 
 async def progress(request: Request) -> Response:
     job = await job_of(request)
-    stream = progress_events(services_of(request).db, job.id)
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        # Proxies (nginx) must pass each event on as it comes, not buffer the stream.
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return EventSourceResponse(
+        progress_events(services_of(request).db, job.id),
+        # The library adds X-Accel-Buffering: no, so that proxies (nginx) pass each event
+        # on as it comes; no-cache rather than its no-store, as the stream always said.
+        headers={"Cache-Control": "no-cache"},
+        sep=SEP,
+        # No ping of the library's every 15 s: progress_events sends a keepalive only
+        # when the stream has been quiet that long, so a moving job's stream stays as it was.
+        ping=0,
     )
 
 

@@ -1,15 +1,20 @@
 """The OpenAPI 3 document of the HTTP API, and Swagger UI served from the installed package.
 
-Written by hand next to the endpoints rather than derived from them: Starlette has no
-models to derive it from, and a test runs schemathesis against the live service, so the
-document cannot drift from what the service answers.
+Each operation is written by hand, keyed by its route's name: Starlette has no models to
+derive it from, and a test runs schemathesis against the live service, so the document
+cannot drift from what the service answers. Paths and methods come from the route table.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterable
 from typing import Any
 
+from starlette.routing import BaseRoute, Route
+
+from .. import paths
+from ..models import OutputFormat
 from .auth import needs_key
 from .jobs import DETAILS_PAGE, JOBS_PAGE, MAX_JOBS_PAGE
 from .openapi_schemas import SCHEMAS, ref
@@ -43,7 +48,7 @@ UPLOAD_FIELDS: dict[str, Any] = {
     "quality": {"type": "integer", "minimum": 1, "maximum": MAX_QUALITY, "default": 50},
     "max_dimension": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION,
                       "description": "longest side of the output, in pixels"},
-    "format": {"type": "string", "enum": ["jpeg", "jpg", "webp"], "default": "jpeg"},
+    "format": {"type": "string", "enum": [*OutputFormat, "jpg"], "default": OutputFormat.JPEG},
 }  # fmt: skip
 
 
@@ -116,11 +121,7 @@ def _control() -> dict[str, Any]:
         ("409", "`no_webhook` (no webhook_url) or `not_finished` (sent when the job ends)"),
         status="202",
     )
-    return {
-        "/api/cancel/{request_id}": {"post": cancel},
-        "/api/retry/{request_id}": {"post": retry},
-        "/api/webhook/{request_id}/redeliver": {"post": redeliver},
-    }
+    return {"cancel": cancel, "retry": retry, "redeliver": redeliver}
 
 
 def _by_id(
@@ -145,8 +146,9 @@ SSE_EVENT = {
 NOT_FINISHED = ("409", "the job has not ended yet")
 
 
-def paths() -> dict[str, Any]:
-    """Every route of the API, its parameters and each answer it can give."""
+def operations() -> dict[str, dict[str, Any]]:
+    """Every operation of the API by its route's name: its parameters and each answer it
+    can give."""
     details = _by_id(
         "Status, options and a page of products with every image's outcome",
         _json("the details", "Details"),
@@ -171,43 +173,55 @@ def paths() -> dict[str, Any]:
         },
     }
     return {
-        "/api/upload": {"post": _upload()},
-        "/api/status/{request_id}": {"get": _by_id("Status and progress of a job",
-                                                   _json("the status", "Status"))},
-        "/api/details/{request_id}": {"get": details},
-        "/api/events/{request_id}": {"get": {**_by_id(
+        "upload": _upload(),
+        "status": _by_id("Status and progress of a job", _json("the status", "Status")),
+        "details": details,
+        "events": {**_by_id(
             "Live progress as server-sent events",
             {"description": "an event stream", "content": {"text/event-stream": {
                 "schema": SSE_EVENT}}}),
             "description": "`progress` events carry the status object whenever it changes; "
                            "one `done` event (the status object and the result links) ends "
-                           "the stream. Try `curl -N`."}},
-        "/api/download/{request_id}": {"get": _by_id(
-            "The results CSV", _file("the results CSV", "text/csv"), NOT_FINISHED)},
-        "/api/archive/{request_id}": {"get": _by_id(
+                           "the stream. Try `curl -N`."},
+        "download": _by_id(
+            "The results CSV", _file("the results CSV", "text/csv"), NOT_FINISHED),
+        "archive": _by_id(
             "A zip of the results CSV and every output image",
-            _file("the zip, streamed", "application/zip"), NOT_FINISHED)},
-        "/api/image/{filename}": {"get": image},
-        "/api/jobs": {"get": {"summary": "Recent jobs, newest first",
-                              "parameters": _paged(JOBS_PAGE, MAX_JOBS_PAGE),
-                              "responses": {"200": _json("a page of jobs", "JobList"),
-                                            "400": _error("offset or limit out of range")}}},
-        "/livez": {"get": {"summary": "Liveness", "responses": {"200": {
+            _file("the zip, streamed", "application/zip"), NOT_FINISHED),
+        "image": image,
+        "jobs": {"summary": "Recent jobs, newest first",
+                 "parameters": _paged(JOBS_PAGE, MAX_JOBS_PAGE),
+                 "responses": {"200": _json("a page of jobs", "JobList"),
+                               "400": _error("offset or limit out of range")}},
+        "livez": {"summary": "Liveness", "responses": {"200": {
             "description": "the process answers", "content": {JSON: {"schema": {
-                "type": "object", "properties": {"status": {"type": "string"}}}}}}}}},
-        "/readyz": {"get": {"summary": "Readiness: database, storage and workers",
-                            "responses": {"200": _json("ready", "Readiness"),
-                                          "503": _json("not ready", "Readiness")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+                "type": "object", "properties": {"status": {"type": "string"}}}}}}}},
+        "readyz": {"summary": "Readiness: database, storage and workers",
+                   "responses": {"200": _json("ready", "Readiness"),
+                                 "503": _json("not ready", "Readiness")}},
+        "metrics": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "the text exposition format",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
-            "description": "OpenAPI 3.0", "content": {JSON: {"schema": {"type": "object"}}}}}}},
-        "/docs": {"get": {"summary": "Swagger UI for this document, served offline",
-                          "responses": {"200": {"description": "the page", "content": {
-                              "text/html": {"schema": {"type": "string"}}}}}}},
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}},
+        "openapi": {"summary": "This document", "responses": {"200": {
+            "description": "OpenAPI 3.0", "content": {JSON: {"schema": {"type": "object"}}}}}},
+        "docs": {"summary": "Swagger UI for this document, served offline",
+                 "responses": {"200": {"description": "the page", "content": {
+                     "text/html": {"schema": {"type": "string"}}}}}},
         **_control(),
     }  # fmt: skip
+
+
+def _path_items(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The document's `paths`: each route of the table that belongs in it, at its path,
+    under each of its methods (KeyError for a route no operation describes)."""
+    described = operations()
+    items: dict[str, Any] = {}
+    for route in routes:
+        if isinstance(route, Route) and route.include_in_schema:
+            # Starlette adds HEAD to every GET route: the GET without a body.
+            methods = sorted(m.lower() for m in route.methods or () if m != "HEAD")
+            items[route.path] = dict.fromkeys(methods, described[route.name])
+    return items
 
 
 BEARER = {
@@ -235,14 +249,15 @@ def _with_security(all_paths: dict[str, Any]) -> dict[str, Any]:
     return all_paths
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.0 document (3.0 so that the bundled Swagger UI renders it)."""
+def document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the service serving `routes` (3.0 so that the bundled
+    Swagger UI renders it)."""
     return {
         "openapi": "3.0.3",
         "info": {"title": "imgsvc", "version": version(),
                  "description": "Turn a CSV of products and image URLs into compressed "
                                 "images and a results CSV."},
-        "paths": _with_security(paths()),
+        "paths": _with_security(_path_items(routes)),
         "components": {"schemas": SCHEMAS, "securitySchemes": {"bearerAuth": BEARER}},
     }  # fmt: skip
 
@@ -254,15 +269,15 @@ def version() -> str:
         return "0"
 
 
-DOCS_PAGE = """<!doctype html>
+DOCS_PAGE = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>imgsvc API</title><link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<title>imgsvc API</title><link rel="stylesheet" href="{paths.DOCS_ASSETS}/swagger-ui.css">
 </head><body><div id="swagger-ui"></div>
-<script src="/docs/assets/swagger-ui-bundle.js"></script>
-<script src="/docs/init.js"></script></body></html>
+<script src="{paths.DOCS_ASSETS}/swagger-ui-bundle.js"></script>
+<script src="{paths.DOCS_INIT}"></script></body></html>
 """
 
-DOCS_INIT = """window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
-  deepLinking: true, presets: [SwaggerUIBundle.presets.apis]});
+DOCS_INIT = f"""window.ui = SwaggerUIBundle({{url: "{paths.OPENAPI}", dom_id: "#swagger-ui",
+  deepLinking: true, presets: [SwaggerUIBundle.presets.apis]}});
 """

@@ -1,12 +1,14 @@
 """The schemas of the OpenAPI document: the JSON bodies the API answers with.
 
-Kept apart from the paths (imgsvc/openapi.py) so each file stays readable; both are
+Kept apart from the paths (imgsvc/api/openapi.py) so each file stays readable; both are
 checked against the live service by schemathesis.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from .payloads import LINKS
 
 
 def ref(name: str) -> dict[str, str]:
@@ -18,9 +20,6 @@ def nullable(kind: str, **more: Any) -> dict[str, Any]:
     """A schema of `kind` that may also be null (OpenAPI 3.0 spelling)."""
     return {"type": kind, "nullable": True, **more}
 
-
-# Where a job's status, details, results, live progress and zip are (payloads.links).
-LINKS = ["status_url", "details_url", "download_url", "events_url", "archive_url"]
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -65,7 +64,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Links": {
         "type": "object",
-        "required": LINKS,
+        "required": list(LINKS),
         "properties": {name: {"type": "string", "format": "uri"} for name in LINKS},
     },
     "UploadAnswer": {

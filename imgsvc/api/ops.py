@@ -45,7 +45,7 @@ async def prometheus(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.document())
+    return JSONResponse(openapi.document(request.app.routes))
 
 
 async def docs(request: Request) -> Response:

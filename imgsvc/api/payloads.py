@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, overload
 
+from .. import paths
 from ..models import ImageRecord, ImageStatus, Job, JobStatus, ProductRecord
 
 
@@ -20,7 +21,8 @@ def timestamp(moment: datetime | None) -> str | None:
 
 
 def image_url(base_url: str, name: str) -> str:
-    return f"{base_url}/api/image/{name}"
+    """The absolute URL of an output image."""
+    return base_url + paths.fill(paths.IMAGE, filename=name)
 
 
 def status_message(job: Job) -> str:
@@ -57,15 +59,18 @@ def status_object(job: Job) -> dict[str, Any]:
     }
 
 
+LINKS = {
+    "status_url": paths.STATUS,
+    "details_url": paths.DETAILS,
+    "download_url": paths.DOWNLOAD,
+    "events_url": paths.EVENTS,
+    "archive_url": paths.ARCHIVE,
+}
+
+
 def links(job: Job) -> dict[str, str]:
-    base = f"{job.base_url}/api"
-    return {
-        "status_url": f"{base}/status/{job.id}",
-        "details_url": f"{base}/details/{job.id}",
-        "download_url": f"{base}/download/{job.id}",
-        "events_url": f"{base}/events/{job.id}",
-        "archive_url": f"{base}/archive/{job.id}",
-    }
+    """Where to look at the job next: its absolute URLs, by the fields answers name them."""
+    return {key: job.base_url + paths.fill(path, request_id=job.id) for key, path in LINKS.items()}
 
 
 def upload_answer(job: Job) -> dict[str, Any]:

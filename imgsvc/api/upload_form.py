@@ -13,8 +13,7 @@ from starlette.types import Message, Receive
 
 from ..config import Settings
 from ..errors import ApiError, bad_field
-from ..models import JobOptions
-from ..pipeline.compress import OutputFormat
+from ..models import JobOptions, OutputFormat
 from ..pipeline.netguard import AddressPolicy, BlockedAddressError, refuse_numeric_spelling
 
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-excel")
@@ -75,8 +74,8 @@ def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions
     fmt = (fields.get("format") or "jpeg").strip().lower()
     fmt = {"jpg": "jpeg"}.get(fmt, fmt)
     if fmt not in tuple(OutputFormat):
-        raise bad_field("format", f"{fmt!r} is not one of: jpeg, webp")
-    return JobOptions(quality or default_quality, max_dimension, fmt)
+        raise bad_field("format", f"{fmt!r} is not one of: {', '.join(OutputFormat)}")
+    return JobOptions(quality or default_quality, max_dimension, OutputFormat(fmt))
 
 
 def parse_webhook_url(value: str | None, policy: AddressPolicy) -> str | None:

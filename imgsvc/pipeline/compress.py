@@ -9,32 +9,20 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import BinaryIO
 
 from PIL import Image, ImageCms, UnidentifiedImageError, _imaging
+
+from ..models import OutputFormat
 
 __all__ = [
     "EncodeOptions",
     "ImageError",
     "ImageResult",
-    "OutputFormat",
     "compress",
     "keep_memory_for",
     "sniff_format",
 ]
-
-
-class OutputFormat(StrEnum):
-    """The formats `compress` can write."""
-
-    JPEG = "jpeg"  # the default: every browser and every shop system reads it
-    WEBP = "webp"  # smaller at the same quality, for callers that ask for it
-
-    @property
-    def extension(self) -> str:
-        """The file name extension for this format, without the dot."""
-        return "jpg" if self is OutputFormat.JPEG else "webp"
 
 
 class ImageError(Exception):

@@ -9,17 +9,11 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from .netguard import (
-    AddressPolicy,
-    BlockedAddressError,
-    blocked_cause,
-    guarded_connector,
-    refuse_numeric_spelling,
-)
+from .netguard import AddressPolicy, BlockedAddressError, blocked_cause, refuse_numeric_spelling
+from .outbound import guarded_session, parse_retry_after
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "imgsvc/0.1 (image fetcher)"
-READ_BUFFER = 256 * 1024  # most images arrive in a few reads instead of dozens
 
 
 class FetchError(Exception):
@@ -46,15 +40,11 @@ class Fetcher:
     """Fetches URLs through one session of its own, at most `concurrency` at a time."""
 
     def __init__(self, policy: AddressPolicy, limits: FetchLimits, concurrency: int) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=guarded_connector(policy, concurrency),
-            trust_env=False,  # no proxy settings from the environment
-            # Cookies a host sets are neither kept nor sent: jobs of different users share
-            # this session, and no image needs them.
-            cookie_jar=aiohttp.DummyCookieJar(),
+        self._session = guarded_session(
+            policy,
+            concurrency,
             headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
             timeout=aiohttp.ClientTimeout(sock_read=limits.stall_timeout),
-            read_bufsize=READ_BUFFER,
         )
         self._limits = limits
         self._slots = asyncio.Semaphore(concurrency)
@@ -140,7 +130,7 @@ def _check_status(response: aiohttp.ClientResponse) -> None:
         f"the server answered HTTP {status} {reason}".rstrip(),
         transient=status == 429 or status >= 500,
     )
-    error.retry_after = _retry_after(response.headers.get("Retry-After"))
+    error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
     raise error
 
 
@@ -159,13 +149,6 @@ def _client_error(exc: aiohttp.ClientError) -> FetchError:
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return FetchError("timeout", "the server stopped sending data", transient=True)
     return FetchError("connect_error", f"the connection failed: {exc}", transient=True)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:

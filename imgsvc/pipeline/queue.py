@@ -242,7 +242,7 @@ class _SliceRun:
         self._options = compress.EncodeOptions(
             quality=job.options.quality,
             max_dimension=job.options.max_dimension,
-            format=compress.OutputFormat(job.options.format),
+            format=job.options.format,
         )
         self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_slice)
         self._recorder = _Recorder(pipeline.db, job.id)

@@ -27,7 +27,8 @@ from ..config import Settings
 from ..db import Database
 from ..models import Delivery, DeliveryAttempt, DeliveryState, Job, OutboxEntry
 from . import signing
-from .netguard import AddressPolicy, blocked_cause, guarded_connector
+from .netguard import AddressPolicy, blocked_cause
+from .outbound import guarded_session, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +149,7 @@ class WebhookSender:
         self._session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=guarded_connector(self._policy, MAX_IN_FLIGHT),
-            trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(),  # one receiver's cookies never reach another
-        )
+        self._session = guarded_session(self._policy, MAX_IN_FLIGHT)
         self._loop_task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -226,7 +223,7 @@ class WebhookSender:
                 ) as response,
             ):
                 status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 code, message = await _judge(response)
         except TimeoutError:
             status, code, message = None, "timeout", f"no answer within {self._timeout:g} s"
@@ -282,16 +279,3 @@ def _client_error(exc: aiohttp.ClientError) -> tuple[str, str]:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "connect_error", f"could not connect: {exc.os_error}"
     return "connect_error", f"the connection failed: {exc}"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds, given as seconds or as an HTTP date."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        moment = datetime.strptime(value.strip(), "%a, %d %b %Y %H:%M:%S GMT")
-    except ValueError:
-        return None
-    return max(0.0, (moment.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds())

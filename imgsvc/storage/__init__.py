@@ -21,7 +21,6 @@ from starlette.responses import Response
 
 from ..config import Settings
 from ..models import Job
-from ..pipeline.compress import OutputFormat
 
 T = TypeVar("T")
 
@@ -39,8 +38,7 @@ def image_name(job_id: str, url: str, extension: str) -> str:
 
 def image_names(job: Job, urls: Iterable[str]) -> list[str]:
     """The output names `urls` have (or would have) in `job`."""
-    extension = OutputFormat(job.options.format).extension
-    return [image_name(job.id, url, extension) for url in urls]
+    return [image_name(job.id, url, job.options.format.extension) for url in urls]
 
 
 class Storage(Protocol):

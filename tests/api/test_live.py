@@ -79,6 +79,44 @@ async def test_events_of_a_finished_job_end_at_once(
     assert [name for name, _ in stream] == ["progress", "done"]
 
 
+async def test_the_stream_is_plain_event_stream_lines(
+    service: Service, image_host: ImageHost
+) -> None:
+    _, answer = await service.upload(await slow_csv(image_host, 1))
+    await service.wait(answer["request_id"])
+    async with service.client.get(answer["events_url"]) as response:
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["X-Accel-Buffering"] == "no", "proxies must not buffer it"
+        body = (await response.read()).decode()
+    assert body.startswith("retry: 2000\n\nevent: progress\ndata: {")
+    assert body.count("event: done\ndata: {") == 1
+    assert body.endswith("}\n\n")
+    assert "\r" not in body, "lines end in LF, as they always have"
+
+
+async def test_head_of_a_running_job_s_events_does_not_hold_the_connection(
+    service: Service, image_host: ImageHost
+) -> None:
+    url, release = image_host.held("/held.jpg", jpeg_bytes(50, 50))
+    _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
+    host, port = service.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        # On one connection: the HEAD answer must end (no stream left open behind it)
+        # for the request after it to be answered.
+        path = answer["events_url"].removeprefix(service.url)
+        writer.write(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        writer.write(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            assert b"text/event-stream" in head
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+        release.set()
+
+
 async def test_events_of_an_unknown_id_is_404(service: Service) -> None:
     status, body = await service.get("/api/events/nope")
     assert (status, body["code"]) == (404, "not_found")

@@ -14,14 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from imgsvc.pipeline.compress import (
-    EncodeOptions,
-    ImageError,
-    ImageResult,
-    OutputFormat,
-    compress,
-    sniff_format,
-)
+from imgsvc.models import OutputFormat
+from imgsvc.pipeline.compress import EncodeOptions, ImageError, ImageResult, compress, sniff_format
 
 MAX_PIXELS = 50_000_000
 RED = (255, 0, 0)

@@ -17,6 +17,7 @@ from imgsvc.models import (
     JobOptions,
     JobStatus,
     OutboxEntry,
+    OutputFormat,
     Product,
 )
 from imgsvc.pipeline.netguard import AddressPolicy
@@ -43,9 +44,9 @@ class SlowToAnswer(SqliteDatabase):
 
 async def a_finished_job_with_a_webhook(db: SqliteDatabase, url: str) -> None:
     now = datetime.now(UTC)
+    header = ("S. No.", "Product Name", "Input Image Urls")
     job = Job("j1", JobStatus.PENDING, "", now, now, None, "http://imgsvc", url,
-              JobOptions(50, None, "jpeg"), ("S. No.", "Product Name", "Input Image Urls"),
-              1, 1, 0, 0, 0, 0)  # fmt: skip
+              JobOptions(50, None, OutputFormat.JPEG), header, 1, 1, 0, 0, 0, 0)  # fmt: skip
     await db.create_job(job, [Product(2, "1", "A", ("http://a/1.jpg",), ("1", "A", "x"))])
     entry = OutboxEntry("msg_1", "j1", url, '{"type":"job.completed"}', now)
     assert await db.finish_job("j1", JobStatus.COMPLETED, "", lambda _: entry)

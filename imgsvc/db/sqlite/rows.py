@@ -19,6 +19,7 @@ from ...models import (
     Job,
     JobOptions,
     JobStatus,
+    OutputFormat,
     WorkItem,
     WorkKind,
 )
@@ -93,7 +94,7 @@ def job_from(row: Any) -> Job:
     return Job(
         id_, JobStatus(status), message, read_time(created), read_time(updated),
         read_time(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, fmt), tuple(json.loads(header)), *counters,
+        JobOptions(quality, max_dimension, OutputFormat(fmt)), tuple(json.loads(header)), *counters,
     )  # fmt: skip
 
 
