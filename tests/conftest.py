@@ -1,4 +1,5 @@
-"""Real local servers for the tests: an image host (aiohttp) and the service (uvicorn)."""
+"""Real local servers for the tests: an image host (aiohttp), the service (uvicorn), and the
+many-process mode's PostgreSQL (tests/backends.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,9 @@ from PIL import Image
 
 from imgsvc.app import create_app
 from imgsvc.config import Settings
+
+from . import backends
+from .backends import PostgresServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -263,3 +267,18 @@ async def receiver() -> AsyncIterator[Receiver]:
     async with loopback_server(found.handle, method="*") as found.server:
         yield found
         found.release.set()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster on a Unix socket, started when a test first asks for it."""
+    with backends.postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database for one test, dropped after it."""
+    name = postgres_server.database()
+    yield postgres_server.url(name)
+    postgres_server.drop(name)
