@@ -1,7 +1,7 @@
-"""A real PostgreSQL server for the many-process mode, started once per session.
+"""Real PostgreSQL and S3 servers for the many-process mode, each started once per session.
 
-It listens only on a Unix socket in a temporary folder (no TCP at all), and does not start
-unless a test asks.
+Both live only on this machine: PostgreSQL listens on a Unix socket in a temporary folder
+(no TCP at all), the S3 API (moto's server) on 127.0.0.1. Neither starts unless a test asks.
 """
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 import pwd
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,3 +134,75 @@ def _run(command: list[str], log: Path | None = None, check: bool = True) -> Non
     if check and done.returncode != 0:
         server_log = log.read_text() if log and log.exists() else ""
         pytest.fail(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}{server_log}")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3 API on 127.0.0.1; it takes any credentials, these are the ones the tests give."""
+
+    endpoint: str
+    access_key_id: str = "imgsvc-test"
+    secret_access_key: str = "imgsvc-test-secret"  # moto checks no signature
+    region: str = "us-east-1"
+    numbers: Iterator[int] = field(default_factory=itertools.count)
+
+    def bucket(self) -> S3Bucket:
+        """A new, empty bucket."""
+        name = f"test-{next(self.numbers)}"
+        # moto takes unsigned requests: no S3 client needed to set up. No proxy, whatever
+        # the environment says: the server is on this machine.
+        request = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(request, timeout=10) as answer:
+            assert answer.status == 200
+        return S3Bucket(self, name)
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """One test's bucket on the S3 server."""
+
+    server: S3Server
+    name: str
+
+    def environ(self) -> dict[str, str]:
+        """The variables that point imgsvc at this bucket."""
+        return {
+            "IMGSVC_STORAGE_URL": f"s3://{self.name}",
+            "IMGSVC_S3_ENDPOINT": self.server.endpoint,
+            "AWS_ACCESS_KEY_ID": self.server.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.server.secret_access_key,
+            "AWS_REGION": self.server.region,
+        }
+
+
+LISTENING = re.compile(r"Running on (http://127\.0\.0\.1:\d+)")
+
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server in a subprocess on a free port, until the block ends."""
+    with tempfile.TemporaryDirectory(prefix="imgsvc-s3-") as folder:
+        log = Path(folder) / "server.log"
+        with log.open("w") as out:
+            # The log goes to a file: a pipe nobody reads would stall the server once full.
+            server = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            yield S3Server(_wait_listening(server, log))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def _wait_listening(server: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        if found := LISTENING.search(log.read_text()):
+            return found.group(1)
+        time.sleep(0.05)
+    server.kill()
+    pytest.fail(f"the S3 server did not start:\n{log.read_text()}")

@@ -1,5 +1,5 @@
 """Real local servers for the tests: an image host (aiohttp), the service (uvicorn), and the
-many-process mode's PostgreSQL (tests/backends.py)."""
+many-process mode's PostgreSQL and S3 API (tests/backends.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from imgsvc.app import create_app
 from imgsvc.config import Settings
 
 from . import backends
-from .backends import PostgresServer
+from .backends import PostgresServer, S3Bucket, S3Server
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -282,3 +282,16 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.database()
     yield postgres_server.url(name)
     postgres_server.drop(name)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3 API on 127.0.0.1, started when a test first asks for it."""
+    with backends.s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> S3Bucket:
+    """A new, empty bucket for one test."""
+    return s3_server.bucket()
