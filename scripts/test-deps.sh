@@ -3,14 +3,16 @@
 # As root they are installed when missing; otherwise the one command to run is printed.
 set -euo pipefail
 
-# program the tests run -> the Debian package that ships it
+# program the tests run (a path, or a pattern where the path holds a version) -> the Debian
+# package that ships it
 declare -A NEEDED=(
-    [/usr/bin/chromium]=chromium  # the page test's browser
+    [/usr/bin/chromium]=chromium                      # the page test's browser
+    [/usr/lib/postgresql/*/bin/initdb]=postgresql     # the many-process mode's database
 )
 
 missing=()
 for program in "${!NEEDED[@]}"; do
-    [ -x "$program" ] || missing+=("${NEEDED[$program]}")
+    compgen -G "$program" >/dev/null || missing+=("${NEEDED[$program]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

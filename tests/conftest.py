@@ -1,4 +1,5 @@
-"""Real local servers for the tests: an image host (aiohttp) and the service (uvicorn)."""
+"""Real local servers for the tests: an image host (aiohttp), the service (uvicorn), and the
+many-process mode's PostgreSQL and S3 API (tests/backends.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,9 @@ from starlette.types import ASGIApp
 
 from imgsvc.app import create_app
 from imgsvc.config import Settings
+
+from . import backends
+from .backends import PostgresServer, S3Bucket, S3Server
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -268,3 +272,31 @@ async def receiver() -> AsyncIterator[Receiver]:
     async with loopback_server(found.handle, method="*") as found.server:
         yield found
         found.release.set()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster on a Unix socket, started when a test first asks for it."""
+    with backends.postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database for one test, dropped after it."""
+    name = postgres_server.database()
+    yield postgres_server.url(name)
+    postgres_server.drop(name)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3 API on 127.0.0.1, started when a test first asks for it."""
+    with backends.s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> S3Bucket:
+    """A new, empty bucket for one test."""
+    return s3_server.bucket()
