@@ -100,6 +100,10 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE idempotency_key IS NOT NULL;
     CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
     """,
+    # The uploaded file's name, which the replaced service's clients read in the details.
+    """
+    ALTER TABLE jobs ADD COLUMN csv_filename TEXT;
+    """,
 )
 
 
