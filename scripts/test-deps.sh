@@ -6,6 +6,9 @@ set -euo pipefail
 # program the tests run -> the Debian package that ships it
 declare -A NEEDED=(
     [/usr/bin/chromium]=chromium  # the page test's browser
+    # `promtool check metrics` on a live scrape; the package also holds the Prometheus
+    # server, which Debian starts after installing it where services can start.
+    [/usr/bin/promtool]=prometheus
 )
 
 missing=()
