@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test crashtest demo bench lint fmt clean screenshot
+.PHONY: install run test crashtest demo bench lint fmt clean screenshot image imagetest
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgsvc needs Python 3.11 or newer"'
@@ -30,6 +30,13 @@ demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with
 
 bench: $(INSTALLED)  ## the benchmark: the service against the machine's ceiling (a few minutes)
 	$(BIN)/python scripts/bench.py
+
+image:  ## the container image, built with buildah on a base made from Debian's packages (minutes)
+	scripts/test-deps.sh image
+	scripts/image.sh
+
+imagetest: image $(INSTALLED)  ## run the image under podman: its user, health, a job, SIGTERM, a restart
+	$(BIN)/python scripts/imagetest.py
 
 screenshot: $(INSTALLED)  ## docs/screenshot.png of the page after a job (needs `make run` with a sample host)
 	$(BIN)/python scripts/screenshot.py --csv $(or $(CSV),products.csv)

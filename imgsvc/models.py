@@ -68,6 +68,7 @@ class Job:
     processed_images: int
     succeeded_images: int
     failed_images: int
+    csv_filename: str | None = None  # the uploaded file's name; None for a raw text/csv body
 
 
 @dataclass(frozen=True, slots=True)

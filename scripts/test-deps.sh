@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# What `make test` needs beyond Python packages: Debian's programs the tests start for real.
+# What `make test` needs beyond Python packages: Debian's programs the tests start for real;
+# with `image`, what `make image` and `make imagetest` need.
 # As root they are installed when missing; otherwise the one command to run is printed.
 set -euo pipefail
 
-# program the tests run (a path, or a pattern where the path holds a version) -> the Debian
-# package that ships it
-declare -A NEEDED=(
-    [/usr/bin/chromium]=chromium                      # the page test's browser
-    [/usr/lib/postgresql/*/bin/initdb]=postgresql     # the many-process mode's database
-)
+# program -> the Debian package that ships it
+declare -A NEEDED
+case "${1:-tests}" in
+tests)
+    NEEDED=(
+        [/usr/bin/chromium]=chromium  # the page test's browser
+        [/usr/lib/postgresql/*/bin/initdb]=postgresql  # the many-process mode's database
+        # `promtool check metrics` on a live scrape; the package also holds the Prometheus
+        # server, which Debian starts after installing it where services can start.
+        [/usr/bin/promtool]=prometheus
+    ) ;;
+image)
+    NEEDED=(
+        [/usr/bin/buildah]=buildah  # builds the Dockerfile without a container engine
+        [/usr/bin/mmdebstrap]=mmdebstrap  # makes the base image from Debian's packages
+        [/usr/bin/podman]=podman  # runs the built image
+        [/usr/sbin/runc]=runc  # the runtime podman uses here (scripts/imagetest.py says why)
+    ) ;;
+*) echo "usage: $0 [tests|image]" >&2; exit 2 ;;
+esac
 
 missing=()
 for program in "${!NEEDED[@]}"; do
@@ -17,9 +32,9 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
-    echo "make test needs Debian's ${missing[*]}: run  sudo apt-get install -y ${missing[*]}" >&2
+    echo "this needs Debian's ${missing[*]}: run  sudo apt-get install -y ${missing[*]}" >&2
     exit 1
 fi
-echo "installing Debian's ${missing[*]} for the tests (once)"
+echo "installing Debian's ${missing[*]} (once)"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

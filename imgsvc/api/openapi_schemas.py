@@ -97,10 +97,14 @@ SCHEMAS: dict[str, Any] = {
     },
     "Product": {
         "type": "object",
-        "required": ["serial_number", "product_name", "line", "input_image_urls",
+        "description": "`status` is its images' state in the job's words: pending, processing, "
+                       "then cancelled if one image was, failed if none succeeded, else "
+                       "completed",
+        "required": ["serial_number", "product_name", "status", "line", "input_image_urls",
                      "output_image_urls", "images"],
         "properties": {
             "serial_number": {"type": "string"}, "product_name": {"type": "string"},
+            "status": ref("JobState"),
             "line": {"type": "integer", "description": "its line in the uploaded CSV"},
             "input_image_urls": {"type": "array", "items": {"type": "string"}},
             "output_image_urls": {"type": "array", "items": nullable("string")},
@@ -109,8 +113,20 @@ SCHEMAS: dict[str, Any] = {
     },
     "Details": {
         "allOf": [ref("Status"), {
-            "type": "object", "required": ["options", "webhook", "offset", "limit", "products"],
+            "type": "object",
+            "required": ["csv_filename", "total_products", "processed_products",
+                         "completion_percentage", "options", "webhook", "offset", "limit",
+                         "products"],
             "properties": {
+                "csv_filename": nullable("string", description="the uploaded file's name; "
+                                         "null for a raw text/csv body"),
+                "total_products": {"type": "integer", "minimum": 0,
+                                   "description": "as progress.total_products (older clients)"},
+                "processed_products": {"type": "integer", "minimum": 0, "description":
+                                       "as progress.processed_products (older clients)"},
+                "completion_percentage": {"type": "number", "minimum": 0, "maximum": 100,
+                                          "description": "as progress.percentage (older "
+                                          "clients)"},
                 "options": {"type": "object", "properties": {
                     "quality": {"type": "integer"}, "max_dimension": nullable("integer"),
                     "format": {"type": "string"}}},

@@ -37,9 +37,14 @@ def status_message(job: Job) -> str:
     return job.message
 
 
+def percentage(job: Job) -> float:
+    """How much of the job has ended, 0-100, to one decimal."""
+    done = 100.0 * job.processed_images / job.total_images if job.total_images else 0.0
+    return round(done, 1)
+
+
 def status_object(job: Job) -> dict[str, Any]:
     """The status object of the design: state, message, progress and times."""
-    percentage = 100.0 * job.processed_images / job.total_images if job.total_images else 0.0
     return {
         "request_id": job.id,
         "status": job.status.value,
@@ -51,7 +56,7 @@ def status_object(job: Job) -> dict[str, Any]:
             "processed_images": job.processed_images,
             "succeeded_images": job.succeeded_images,
             "failed_images": job.failed_images,
-            "percentage": round(percentage, 1),
+            "percentage": percentage(job),
         },
         "created_at": timestamp(job.created_at),
         "updated_at": timestamp(job.updated_at),
@@ -66,6 +71,15 @@ LINKS = {
     "events_url": paths.EVENTS,
     "archive_url": paths.ARCHIVE,
 }
+
+
+def replaced_service_fields(job: Job) -> dict[str, Any]:
+    """The flat progress fields of the service imgsvc replaces, which its clients read."""
+    return {
+        "total_products": job.total_products,
+        "processed_products": job.processed_products,
+        "completion_percentage": percentage(job),
+    }
 
 
 def links(job: Job) -> dict[str, str]:
@@ -99,6 +113,8 @@ def details_object(
     images whose URL is `in_flight` show as processing."""
     return {
         **status_object(job),
+        "csv_filename": job.csv_filename,
+        **replaced_service_fields(job),
         "options": {
             "quality": job.options.quality,
             "max_dimension": job.options.max_dimension,
@@ -115,11 +131,24 @@ def _product(base_url: str, product: ProductRecord, in_flight: frozenset[str]) -
     return {
         "serial_number": product.serial_number,
         "product_name": product.product_name,
+        "status": _product_status([ImageStatus(i["status"]) for i in images]).value,
         "line": product.line,
         "input_image_urls": [i["input_url"] for i in images],
         "output_image_urls": [i["output_url"] for i in images],
         "images": images,
     }
+
+
+def _product_status(images: list[ImageStatus]) -> JobStatus:
+    """A product's state in the job's words: pending until one of its images moves, then
+    processing until all have ended; then cancelled if one was, failed if none succeeded."""
+    ended = [s for s in images if s not in (ImageStatus.PENDING, ImageStatus.PROCESSING)]
+    if len(ended) < len(images):
+        moving = ended or ImageStatus.PROCESSING in images
+        return JobStatus.PROCESSING if moving else JobStatus.PENDING
+    if ImageStatus.CANCELLED in images:
+        return JobStatus.CANCELLED
+    return JobStatus.COMPLETED if ImageStatus.SUCCEEDED in images else JobStatus.FAILED
 
 
 def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]:

@@ -61,6 +61,7 @@ async def _accept_upload(request: Request) -> Response:
         processed_images=0,
         succeeded_images=0,
         failed_images=0,
+        csv_filename=received.filename,
     )
     services.lifecycle.refuse_when_stopping()
     try:

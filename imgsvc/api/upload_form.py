@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from starlette.datastructures import UploadFile
@@ -19,15 +20,17 @@ from ..pipeline.netguard import AddressPolicy, BlockedAddressError, refuse_numer
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-excel")
 MAX_DIMENSION = 20_000
 MAX_QUALITY = 95  # above it JPEG files grow a lot for no visible gain
+MAX_FILENAME = 255  # characters of the uploaded file's name kept (most file systems' limit)
 
 
 @dataclass(frozen=True)
 class Upload:
-    """What the client sent: the CSV's bytes and the job's settings."""
+    """What the client sent: the CSV's bytes, its file name, and the job's settings."""
 
     data: bytes
     options: JobOptions
     webhook_url: str | None
+    filename: str | None  # the multipart file's name; a raw text/csv body has none
 
 
 async def read_upload(request: Request, settings: Settings) -> Upload:
@@ -38,8 +41,9 @@ async def read_upload(request: Request, settings: Settings) -> Upload:
         raise _too_large(limit)
     limited = Request(request.scope, _limited(request.receive, limit))
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    filename = None
     if content_type == "multipart/form-data":
-        data, fields = await _read_form(limited)
+        data, fields, filename = await _read_form(limited)
     elif content_type in CSV_TYPES:
         data, fields = await limited.body(), request.query_params
     else:
@@ -52,10 +56,11 @@ async def read_upload(request: Request, settings: Settings) -> Upload:
         data,
         parse_options(fields, settings.jpeg_quality),
         parse_webhook_url(fields.get("webhook_url"), settings.address_policy),
+        filename,
     )
 
 
-async def _read_form(request: Request) -> tuple[bytes, Mapping[str, str]]:
+async def _read_form(request: Request) -> tuple[bytes, Mapping[str, str], str | None]:
     form = await request.form(max_files=1, max_fields=20)
     file = form.get("file")
     if not isinstance(file, UploadFile):
@@ -64,7 +69,15 @@ async def _read_form(request: Request) -> tuple[bytes, Mapping[str, str]]:
     await file.close()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     await form.close()
-    return data, fields
+    return data, fields, base_name(file.filename)
+
+
+def base_name(filename: str | None) -> str | None:
+    """The file's own name, without the folders some browsers send (`C:\\fakepath\\a.csv`)
+    and without control characters; None when nothing is left."""
+    name = PurePosixPath((filename or "").replace("\\", "/")).name
+    name = "".join(c for c in name if c.isprintable())[:MAX_FILENAME].strip()
+    return name or None
 
 
 def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions:

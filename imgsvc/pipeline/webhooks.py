@@ -64,6 +64,10 @@ def outbox_entry(job: Job) -> OutboxEntry | None:
         "timestamp": payloads.timestamp(stamp),
         "data": payloads.status_object(job)
         | {"download_url": links["download_url"], "details_url": links["details_url"]},
+        # Beside the Standard Webhooks envelope, the replaced service's flat fields.
+        "request_id": job.id,
+        "status": job.status.value,
+        **payloads.replaced_service_fields(job),
     }
     return OutboxEntry(
         id=f"msg_{secrets.token_hex(16)}",

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from imgsvc import logs
 
-from ..conftest import ImageHost, Service, jpeg_bytes
+from ..conftest import ImageHost, Receiver, Service, jpeg_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -199,6 +199,29 @@ async def test_metrics_count_images_bytes_and_jobs(service: Service, image_host:
     assert metric(after, 'imgsvc_jobs{state="completed"}') == 1
     assert metric(after, "imgsvc_queue_depth") == 0
     assert "# TYPE imgsvc_webhook_attempts_total counter" in after.splitlines()
+
+
+async def test_promtool_accepts_the_metrics_of_a_live_service(
+    service: Service, image_host: ImageHost, receiver: Receiver
+) -> None:
+    """Prometheus's own checker (Debian's `prometheus`, scripts/test-deps.sh) reads what a
+    scrape gets once every kind of series has samples: images ended both ways, a webhook."""
+    ok = image_host.add("/p.jpg", jpeg_bytes(300, 200))
+    missing = image_host.url("/missing.jpg")
+    _, answer = await service.upload(
+        f'S. No.,Product Name,Input Image Urls\n1,X,"{ok},{missing}"\n',
+        webhook_url=receiver.url(),
+    )
+    await service.wait(answer["request_id"])
+    await receiver.wait_calls(1)
+    _, scraped = await service.get("/metrics")
+    assert b"imgsvc_webhook_attempts_total{" in scraped
+    checker = await asyncio.create_subprocess_exec(
+        "promtool", "check", "metrics", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    said, _ = await checker.communicate(scraped)
+    assert (checker.returncode, said.decode()) == (0, "")
 
 
 async def test_request_id_is_echoed_or_made(service: Service) -> None:

@@ -11,6 +11,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
@@ -90,6 +91,15 @@ async def test_schemathesis_finds_nothing_with_api_keys_on(
         _, document = await service.get("/openapi.json")
         tested = await asyncio.to_thread(fuzz, service.url, document, answer["request_id"], key)
     assert len(tested) == len([m for item in document["paths"].values() for m in item])
+
+
+async def test_the_served_document_passes_an_openapi_validator(service: Service) -> None:
+    """openapi-spec-validator checks the document against the OpenAPI 3.0 specification's
+    own schema and follows every $ref, as code generators and gateways will."""
+    status, document = await service.get("/openapi.json")
+    assert status == 200
+    assert document["openapi"].startswith("3.0.")
+    validate(document)
 
 
 # Files, not API: the Swagger UI assets and the page are mounted, and its script is one file.

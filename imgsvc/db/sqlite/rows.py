@@ -60,7 +60,7 @@ TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.termi
 JOB_COLUMNS = (
     "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
     "quality, max_dimension, format, header, total_products, total_images, "
-    "processed_products, processed_images, succeeded_images, failed_images"
+    "processed_products, processed_images, succeeded_images, failed_images, csv_filename"
 )
 IMAGE_COLUMNS = (
     "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height"
@@ -84,7 +84,7 @@ def job_values(job: Job) -> tuple[Any, ...]:
         stored(job.completed_at),
         job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format,
         json.dumps(job.header), job.total_products, job.total_images, job.processed_products,
-        job.processed_images, job.succeeded_images, job.failed_images,
+        job.processed_images, job.succeeded_images, job.failed_images, job.csv_filename,
     )  # fmt: skip
 
 

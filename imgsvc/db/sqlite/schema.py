@@ -124,6 +124,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE webhook_deliveries ADD COLUMN lease_until TEXT;
     CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # The uploaded file's name, which the replaced service's clients read in the details.
+    """
+    ALTER TABLE jobs ADD COLUMN csv_filename TEXT;
+    """,
 )
 
 
