@@ -10,7 +10,7 @@ import io
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from PIL import Image, ImageCms, UnidentifiedImageError, _imaging
 
@@ -30,11 +30,17 @@ class OutputFormat(StrEnum):
 
     JPEG = "jpeg"  # the default: every browser and every shop system reads it
     WEBP = "webp"  # smaller at the same quality, for callers that ask for it
+    AVIF = "avif"  # smaller still at a better look, slower to encode; current browsers only
 
     @property
     def extension(self) -> str:
         """The file name extension for this format, without the dot."""
-        return "jpg" if self is OutputFormat.JPEG else "webp"
+        return "jpg" if self is OutputFormat.JPEG else self.value
+
+    @property
+    def content_type(self) -> str:
+        """The media type a file in this format is served with."""
+        return f"image/{self.value}"
 
 
 class ImageError(Exception):
@@ -53,6 +59,7 @@ class EncodeOptions:
     quality: int = 50
     max_dimension: int | None = None  # longest side in px, only ever shrinks
     format: OutputFormat = OutputFormat.JPEG
+    progressive: bool = False  # JPEG only: a blurred whole first, sharpened as it loads
 
     def __post_init__(self) -> None:
         if not 1 <= self.quality <= 100:
@@ -109,6 +116,15 @@ _DECODE_ERRORS = (
     UserWarning,
 )
 _WHITE = (255, 255, 255)
+# Encoder settings chosen on real photographs with scripts/bench_images.py (its table has
+# the figures). WebP's method 5 of 0-6: 3.5% smaller than the default 4 for 10% more time;
+# 6 saves 3% more for 2.6 times the time.
+_WEBP: dict[str, Any] = {"method": 5}
+# AVIF's speed 8 of 0-10: 30% smaller than JPEG at a better look, at a tenth of the time
+# of the default 6, which is 4% smaller still. Speed 9 and up fall below JPEG's look.
+# 4:2:0 as in JPEG: 4:4:4 reaches the same look in 1% fewer bytes, in half again the time.
+# One thread: the service already runs one encode per core.
+_AVIF: dict[str, Any] = {"speed": 8, "subsampling": "4:2:0", "max_threads": 1}
 
 
 def keep_memory_for(threads: int) -> None:
@@ -185,10 +201,14 @@ def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
     """Write `image` without any metadata; savers read some of it (the comment) from info."""
     image.info = {}
     if options.format is OutputFormat.WEBP:
-        image.save(out, "WEBP", quality=options.quality)
+        image.save(out, "WEBP", quality=options.quality, **_WEBP)
+    elif options.format is OutputFormat.AVIF:
+        image.save(out, "AVIF", quality=options.quality, **_AVIF)
     else:
-        # optimize doubles the encode time for a few percent; progressive costs more still
-        image.save(out, "JPEG", quality=options.quality, optimize=False, progressive=False)
+        # Optimized Huffman tables: the very same pixels in fewer bytes.
+        image.save(
+            out, "JPEG", quality=options.quality, optimize=True, progressive=options.progressive
+        )
 
 
 def _describe_non_image(data: bytes) -> str:

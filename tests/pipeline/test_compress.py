@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import random
@@ -808,9 +809,83 @@ def test_webp_quality_changes_the_size(tmp_path: Path) -> None:
     assert sizes[0] < sizes[1]
 
 
-def test_output_format_names_and_extensions() -> None:
-    assert [(f.value, f.extension) for f in OutputFormat] == [("jpeg", "jpg"), ("webp", "webp")]
-    assert OutputFormat("webp") is OutputFormat.WEBP
+def test_output_format_names_extensions_and_content_types() -> None:
+    assert [(f.value, f.extension, f.content_type) for f in OutputFormat] == [
+        ("jpeg", "jpg", "image/jpeg"),
+        ("webp", "webp", "image/webp"),
+        ("avif", "avif", "image/avif"),
+    ]
+    assert OutputFormat("avif") is OutputFormat.AVIF
+
+
+@functools.cache
+def grain(size: tuple[int, int]) -> bytes:
+    """Film grain the same in every run: Pillow's effect_noise differs each call."""
+    rng = random.Random(size[0])
+    return bytes(min(255, max(0, round(rng.gauss(128, 40)))) for _ in range(size[0] * size[1]))
+
+
+def textured() -> Image.Image:
+    """Smooth areas, fine detail and grain, like a photograph: what Huffman tables code."""
+    size = (256, 192)
+    channels = (
+        Image.radial_gradient("L").resize(size),
+        Image.effect_mandelbrot(size, (-2.0, -1.2, 1.0, 1.2), 100),
+        Image.frombytes("L", size, grain(size)),
+    )
+    return Image.merge("RGB", channels)
+
+
+def test_jpeg_has_the_same_pixels_as_plain_libjpeg_in_fewer_bytes(tmp_path: Path) -> None:
+    image = textured()
+    plain = encode(image, "JPEG", quality=50, optimize=False)
+    _, output, raw = run(tmp_path, encode(image, "PNG"))
+    assert output.tobytes() == Image.open(io.BytesIO(plain)).tobytes()
+    assert len(raw) < 0.95 * len(plain)
+
+
+def scans(raw: bytes) -> int:
+    """How many start-of-scan markers a JPEG has; coded data never holds one (0xFF is
+    followed by 0x00 there)."""
+    return raw.count(b"\xff\xda")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_progressive_jpeg(tmp_path: Path, progressive: bool) -> None:
+    data = encode(textured(), "PNG")
+    _, output, raw = run(tmp_path, data, EncodeOptions(progressive=progressive))
+    # A progressive JPEG is one SOF2 frame sent in several scans, coarse to fine.
+    assert bool(output.info.get("progressive")) is progressive
+    assert (b"\xff\xc2" in raw) is progressive
+    assert (scans(raw) > 1) is progressive
+    _, baseline, _ = run(tmp_path, data)
+    assert output.tobytes() == baseline.tobytes()  # the same picture, in another order
+
+
+def nclx(raw: bytes) -> tuple[int, int]:
+    """The colour primaries and transfer curve an AVIF file declares in its colr box."""
+    at = raw.index(b"colrnclx") + 8
+    primaries, transfer = struct.unpack_from(">HH", raw, at)
+    return primaries, transfer
+
+
+@pytest.mark.parametrize("output_format", list(OutputFormat))
+def test_every_format_decodes_at_its_size_in_srgb(
+    tmp_path: Path, output_format: OutputFormat
+) -> None:
+    image = Image.new("RGB", (64 * len(ADOBE_TO_SRGB), 64))
+    for index, (adobe, _) in enumerate(ADOBE_TO_SRGB):
+        image.paste(adobe, (64 * index, 0, 64 * index + 64, 64))
+    data = encode(image, "PNG", icc_profile=adobe_rgb_profile())
+    options = EncodeOptions(quality=90, max_dimension=160, format=output_format)
+    result, output, raw = run(tmp_path, data, options)
+    assert (result.width, result.height) == output.size == (160, 32)
+    assert (output.format, output.mode) == (output_format.name, "RGB")
+    assert "icc_profile" not in output.info  # untagged: the web reads it as sRGB
+    for index, (_, srgb) in enumerate(ADOBE_TO_SRGB):
+        assert near(pixel(output, (32 * index + 16, 16)), srgb, 8), (index, srgb)
+    if output_format is OutputFormat.AVIF:
+        assert nclx(raw) == (1, 13)  # BT.709 primaries and the sRGB curve: sRGB
 
 
 @pytest.mark.parametrize(("quality", "max_dimension"), [(0, None), (101, None), (50, 0)])
