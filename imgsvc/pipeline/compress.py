@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, BinaryIO
 
+import mozjpeg_lossless_optimization
 from PIL import Image, ImageCms, UnidentifiedImageError, _imaging
 
 __all__ = [
@@ -75,6 +76,9 @@ class ImageResult:
     source_format: str  # "jpeg", "png", "gif", "webp", "bmp", "tiff"
     width: int  # of the output
     height: int
+    # The input JPEG's own picture was written (without metadata, maybe losslessly
+    # re-packed) because it was smaller than a new encoding of it.
+    kept_input: bool = False
 
 
 # Our format name -> its name in messages; upper-cased, Pillow's plugin name. Only these
@@ -125,6 +129,14 @@ _WEBP: dict[str, Any] = {"method": 5}
 # 4:2:0 as in JPEG: 4:4:4 reaches the same look in 1% fewer bytes, in half again the time.
 # One thread: the service already runs one encode per core.
 _AVIF: dict[str, Any] = {"speed": 8, "subsampling": "4:2:0", "max_threads": 1}
+# Re-packing a JPEG losslessly saved at most 31% of its bytes on the photographs of
+# scripts/bench_images.py, and costs several times the whole decode and encode (it tries
+# many scan orders). So it is tried only when the new encoding is larger than this share
+# of the input; below it the re-pack would have to save 40%.
+_REPACK_WORTH_TRYING = 0.6
+# Segments a JPEG decodes the same without: APP1-APP13 and APP15 (EXIF, XMP, ICC, MPF,
+# Photoshop...) and comments. APP0 (JFIF) and APP14 (Adobe) say how the colours are coded.
+_METADATA_MARKERS = frozenset([*range(0xE1, 0xEE), 0xEF, 0xFE])
 
 
 def keep_memory_for(threads: int) -> None:
@@ -151,13 +163,16 @@ def compress(data: bytes, out: BinaryIO, options: EncodeOptions, max_pixels: int
     """Decode `data`, make it an sRGB RGB image per `options`, and encode it into `out`.
 
     `out` must be a real file: Pillow releases the GIL while encoding to a file descriptor.
+    A JPEG that needs nothing but a new encoding never comes out larger: when the input's
+    own picture, without metadata (and maybe losslessly re-packed), is smaller, it is
+    written over the new encoding.
     Raises ImageError with code not_an_image, too_many_pixels or decode_error.
     """
     source_format = sniff_format(data)
     if source_format is None:
         raise ImageError("not_an_image", _describe_non_image(data))
     try:
-        image = _decode(data, source_format, options.max_dimension, max_pixels)
+        image, untouched = _decode(data, source_format, options.max_dimension, max_pixels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own message names its limit, not ours, and talks of DOS attacks.
         raise ImageError(
@@ -166,18 +181,30 @@ def compress(data: bytes, out: BinaryIO, options: EncodeOptions, max_pixels: int
         ) from exc
     except _DECODE_ERRORS as exc:
         raise ImageError("decode_error", _decode_message(source_format, exc)) from exc
+    start = out.tell()
     _encode(image, out, options)
-    return ImageResult(source_format, image.width, image.height)
+    kept_input = (
+        untouched
+        and source_format == "jpeg"
+        and options.format is OutputFormat.JPEG
+        and _keep_input_if_smaller(data, out, start)
+    )
+    return ImageResult(source_format, image.width, image.height, kept_input)
 
 
 def _decode(
     data: bytes, source_format: str, max_dimension: int | None, max_pixels: int
-) -> Image.Image:
-    """Decode the first frame into an upright, sRGB, 8-bit RGB image no larger than asked."""
+) -> tuple[Image.Image, bool]:
+    """Decode the first frame into an upright, sRGB, 8-bit RGB image no larger than asked.
+
+    Also says whether that image is the decoded input as it was: not resized, turned or
+    converted to other colours.
+    """
     with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[source_format]]) as source:
         _check_pixels(source, data, source_format, max_pixels)
         target = _fit(source.size, max_dimension)
-        if target != source.size:
+        same_size = target == source.size
+        if not same_size:
             # JPEG decodes at 1/2, 1/4 or 1/8 scale for free; other formats ignore this.
             source.draft(None, target)
         # One read and one decode call for the whole image: Pillow's default of 64 KiB
@@ -188,13 +215,14 @@ def _decode(
         # drops the tag, and a PNG may keep its EXIF after the pixel data.
         orientation = _orientation(source)
         image = _to_srgb(source)
+    untouched = same_size and orientation is None and image is source
     if image.size != target:
         # reducing_gap: a cheap box reduce first, then Lanczos, looks the same and is faster
         image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     # Rotating last turns the smallest image; the longest side does not depend on it.
     if orientation is not None:
         image = image.transpose(orientation)
-    return image
+    return image, untouched
 
 
 def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
@@ -209,6 +237,55 @@ def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
         image.save(
             out, "JPEG", quality=options.quality, optimize=True, progressive=options.progressive
         )
+
+
+def _keep_input_if_smaller(data: bytes, out: BinaryIO, start: int) -> bool:
+    """Put the input JPEG's own picture, without metadata, in place of the new encoding
+    written to `out` from `start` when it is smaller; say whether it was."""
+    written = out.tell() - start
+    stripped = _without_metadata(data)
+    candidates = [stripped]
+    if written > _REPACK_WORTH_TRYING * len(stripped or data):
+        candidates.append(_repacked(data))
+    smallest = min((c for c in candidates if c is not None), key=len, default=None)
+    if smallest is None or len(smallest) >= written:
+        return False
+    out.seek(start)
+    out.write(smallest)
+    out.truncate()
+    return True
+
+
+def _repacked(jpeg: bytes) -> bytes | None:
+    """The same DCT coefficients, so the same pixels, with Huffman tables made for them, in
+    progressive scans and without metadata; None if libjpeg's transcoder refuses the data."""
+    try:
+        repacked: bytes = mozjpeg_lossless_optimization.optimize(jpeg)
+    except ValueError:
+        return None
+    return repacked
+
+
+def _without_metadata(jpeg: bytes) -> bytes | None:
+    """The JPEG's bytes less its metadata segments (EXIF, XMP, ICC, comments and the like)
+    and anything after its first picture (the second of an MPO); None if they are not laid
+    out as expected. Costs next to nothing, and beats the re-pack on small images, whose
+    progressive scans weigh more than they save."""
+    kept = [jpeg[:2]]
+    pos = 2  # past the start-of-image marker
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF:
+        marker = jpeg[pos + 1]
+        if marker == 0xFF:
+            pos += 1  # a fill byte before the marker
+        elif marker == 0xDA:  # start of scan: the picture itself, up to the end-of-image
+            end = jpeg.find(b"\xff\xd9", pos)
+            return None if end < 0 else b"".join([*kept, jpeg[pos : end + 2]])
+        else:
+            segment = jpeg[pos : pos + 2 + int.from_bytes(jpeg[pos + 2 : pos + 4], "big")]
+            if marker not in _METADATA_MARKERS:
+                kept.append(segment)
+            pos += len(segment)
+    return None
 
 
 def _describe_non_image(data: bytes) -> str:

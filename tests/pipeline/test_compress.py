@@ -892,3 +892,99 @@ def test_every_format_decodes_at_its_size_in_srgb(
 def test_encode_options_refuse_nonsense(quality: int, max_dimension: int | None) -> None:
     with pytest.raises(ValueError, match="must be"):
         EncodeOptions(quality=quality, max_dimension=max_dimension)
+
+
+# --- never larger than the input -------------------------------------------------------
+
+
+def small_poor_jpeg(optimize: bool = True, **params: Any) -> bytes:
+    """A thumbnail a shop already squeezed to quality 30 (with tables made for it)."""
+    image = textured().resize((96, 72))
+    return encode(image, "JPEG", quality=30, optimize=optimize, **params)
+
+
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+    return image
+
+
+def test_a_small_poor_jpeg_never_comes_out_larger(tmp_path: Path) -> None:
+    data = small_poor_jpeg()
+    # A new encoding at the default quality 50 would be larger: what keeping the input is for.
+    assert len(encode(decoded(data), "JPEG", quality=50, optimize=True)) > len(data)
+    result, output, raw = run(tmp_path, data)
+    assert result == ImageResult("jpeg", 96, 72, kept_input=True)
+    assert len(raw) <= len(data)
+    assert output.tobytes() == decoded(data).tobytes()  # the input's own picture
+
+
+def test_the_kept_input_has_no_metadata(tmp_path: Path) -> None:
+    metadata = camera_metadata(with_icc=False)
+    with_metadata, without = small_poor_jpeg(**metadata), small_poor_jpeg()
+    result, output, raw = run(tmp_path, with_metadata)
+    assert result.kept_input
+    assert len(raw) <= len(without) < len(with_metadata)
+    assert len(output.getexif()) == 0
+    assert not {"exif", "icc_profile", "comment", "xmp"} & set(output.info)
+    for secret in (b"Acme", b"Jane", b"secret location", b"Exif"):
+        assert secret not in raw
+    assert output.tobytes() == decoded(with_metadata).tobytes()
+
+
+def test_a_jpeg_with_plain_tables_is_repacked_losslessly(tmp_path: Path) -> None:
+    data = small_poor_jpeg(optimize=False)  # libjpeg's stock Huffman tables
+    result, output, raw = run(tmp_path, data, EncodeOptions(quality=80))
+    assert result.kept_input
+    assert len(raw) < 0.9 * len(data)
+    assert output.tobytes() == decoded(data).tobytes()
+    assert scans(raw) > 1  # the re-pack writes progressive scans
+
+
+def test_a_new_encoding_that_is_smaller_is_kept(tmp_path: Path) -> None:
+    image = textured()
+    data = encode(image, "JPEG", quality=95)
+    result, output, raw = run(tmp_path, data)
+    assert not result.kept_input
+    assert len(raw) < len(data) / 2
+    assert quantization(output) == quantization(decoded(encode(image, "JPEG", quality=50)))
+
+
+@pytest.mark.parametrize(
+    ("data", "options"),
+    [
+        (small_poor_jpeg(), EncodeOptions(max_dimension=48)),  # resized
+        (small_poor_jpeg(exif=exif_with(6).tobytes()), EncodeOptions()),  # turned upright
+        (small_poor_jpeg(icc_profile=adobe_rgb_profile()), EncodeOptions()),  # other colours
+        (small_poor_jpeg(), EncodeOptions(format=OutputFormat.WEBP)),  # another format
+        (encode(decoded(small_poor_jpeg()), "PNG"), EncodeOptions()),  # not a JPEG
+    ],
+    ids=["resized", "turned", "converted", "webp", "png"],
+)
+def test_the_input_is_kept_only_when_nothing_but_the_encoding_changes(
+    tmp_path: Path, data: bytes, options: EncodeOptions
+) -> None:
+    result, _, _ = run(tmp_path, data, options)
+    assert not result.kept_input
+
+
+def test_an_mpo_keeps_its_first_picture_only(tmp_path: Path) -> None:
+    first, second = textured().resize((96, 72)), Image.new("RGB", (96, 72), RED)
+    data = encode(first, "MPO", quality=30, optimize=True, save_all=True, append_images=[second])
+    assert decoded(data).format == "MPO"
+    result, output, raw = run(tmp_path, data)
+    assert result.kept_input
+    assert raw.count(b"\xff\xd8") == 1  # one picture, not two
+    assert output.tobytes() == decoded(data).tobytes()
+
+
+def test_the_kept_input_replaces_all_of_the_new_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "out.jpg"
+    with path.open("wb") as out:
+        out.write(b"header")  # the caller's own bytes before the image stay
+        result = compress(small_poor_jpeg(), out, EncodeOptions(quality=95), MAX_PIXELS)
+    raw = path.read_bytes()
+    assert result.kept_input
+    assert raw.startswith(b"header\xff\xd8")
+    assert raw.endswith(b"\xff\xd9")
+    assert decoded(raw[len(b"header") :]).size == (96, 72)
