@@ -6,6 +6,7 @@ set -euo pipefail
 # program the tests run -> the Debian package that ships it
 declare -A NEEDED=(
     [/usr/bin/chromium]=chromium  # the page test's browser
+    [/usr/bin/jpegtran]=libjpeg-turbo-progs  # compress's lossless re-pack of a JPEG input
 )
 
 missing=()

@@ -6,13 +6,15 @@ downloaded bytes and an open file, and gets back what was written or an `ImageEr
 
 from __future__ import annotations
 
+import functools
 import io
+import shutil
 import struct
+import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, BinaryIO
 
-import mozjpeg_lossless_optimization
 from PIL import Image, ImageCms, UnidentifiedImageError, _imaging
 
 __all__ = [
@@ -129,11 +131,16 @@ _WEBP: dict[str, Any] = {"method": 5}
 # 4:2:0 as in JPEG: 4:4:4 reaches the same look in 1% fewer bytes, in half again the time.
 # One thread: the service already runs one encode per core.
 _AVIF: dict[str, Any] = {"speed": 8, "subsampling": "4:2:0", "max_threads": 1}
-# Re-packing a JPEG losslessly saved at most 31% of its bytes on the photographs of
-# scripts/bench_images.py, and costs several times the whole decode and encode (it tries
-# many scan orders). So it is tried only when the new encoding is larger than this share
-# of the input; below it the re-pack would have to save 40%.
+# jpegtran's lossless re-pack saved at most 34% of a JPEG's bytes on the photographs of
+# scripts/bench_images.py (half, on a smooth picture enlarged and saved at quality 30 with
+# stock tables). Starting it costs a few ms, as much as compressing a small image, so it is
+# tried only when the new encoding is larger than this share of the input: below it the
+# re-pack would have to save 40%. Missing such a rare case costs bytes, never the promise
+# that the output is not larger than the input.
 _REPACK_WORTH_TRYING = 0.6
+# Far more than jpegtran takes on the largest image allowed (0.2 s of CPU for 49 MP);
+# damaged data can make libjpeg crawl.
+_REPACK_SECONDS = 10.0
 # Segments a JPEG decodes the same without: APP1-APP13 and APP15 (EXIF, XMP, ICC, MPF,
 # Photoshop...) and comments. APP0 (JFIF) and APP14 (Adobe) say how the colours are coded.
 _METADATA_MARKERS = frozenset([*range(0xE1, 0xEE), 0xEF, 0xFE])
@@ -187,7 +194,7 @@ def compress(data: bytes, out: BinaryIO, options: EncodeOptions, max_pixels: int
         untouched
         and source_format == "jpeg"
         and options.format is OutputFormat.JPEG
-        and _keep_input_if_smaller(data, out, start)
+        and _keep_input_if_smaller(data, out, start, options.progressive)
     )
     return ImageResult(source_format, image.width, image.height, kept_input)
 
@@ -239,14 +246,14 @@ def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
         )
 
 
-def _keep_input_if_smaller(data: bytes, out: BinaryIO, start: int) -> bool:
+def _keep_input_if_smaller(data: bytes, out: BinaryIO, start: int, progressive: bool) -> bool:
     """Put the input JPEG's own picture, without metadata, in place of the new encoding
     written to `out` from `start` when it is smaller; say whether it was."""
     written = out.tell() - start
     stripped = _without_metadata(data)
     candidates = [stripped]
     if written > _REPACK_WORTH_TRYING * len(stripped or data):
-        candidates.append(_repacked(data))
+        candidates.append(_repacked(data, progressive))
     smallest = min((c for c in candidates if c is not None), key=len, default=None)
     if smallest is None or len(smallest) >= written:
         return False
@@ -256,14 +263,32 @@ def _keep_input_if_smaller(data: bytes, out: BinaryIO, start: int) -> bool:
     return True
 
 
-def _repacked(jpeg: bytes) -> bytes | None:
-    """The same DCT coefficients, so the same pixels, with Huffman tables made for them, in
-    progressive scans and without metadata; None if libjpeg's transcoder refuses the data."""
-    try:
-        repacked: bytes = mozjpeg_lossless_optimization.optimize(jpeg)
-    except ValueError:
+def _repacked(jpeg: bytes, progressive: bool) -> bytes | None:
+    """The same DCT coefficients, so the same pixels, with Huffman tables made for them and
+    without metadata; None if jpegtran is missing, refuses the data or takes too long.
+
+    jpegtran runs as a program of its own because libjpeg ends the process it runs in on
+    some damaged data, which in-process bindings (mozjpeg-lossless-optimization) let happen.
+    """
+    program = _jpegtran()
+    if program is None:
         return None
-    return repacked
+    command = [program, "-copy", "none", "-optimize", *(["-progressive"] if progressive else [])]
+    try:
+        # A fixed program with fixed arguments; the data only goes to its standard input.
+        done = subprocess.run(  # noqa: S603
+            command, input=jpeg, capture_output=True, timeout=_REPACK_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    # Exit status 2 is a warning: libjpeg read damaged data and made something up.
+    return done.stdout if done.returncode == 0 and done.stdout else None
+
+
+@functools.cache
+def _jpegtran() -> str | None:
+    """libjpeg-turbo's lossless JPEG transcoder (Debian's libjpeg-turbo-progs), if present."""
+    return shutil.which("jpegtran")
 
 
 def _without_metadata(jpeg: bytes) -> bytes | None:

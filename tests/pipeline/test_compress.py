@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
+from imgsvc.pipeline import compress as compress_module
 from imgsvc.pipeline.compress import (
     EncodeOptions,
     ImageError,
@@ -932,13 +933,31 @@ def test_the_kept_input_has_no_metadata(tmp_path: Path) -> None:
     assert output.tobytes() == decoded(with_metadata).tobytes()
 
 
-def test_a_jpeg_with_plain_tables_is_repacked_losslessly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_with_plain_tables_is_repacked_losslessly(tmp_path: Path, progressive: bool) -> None:
     data = small_poor_jpeg(optimize=False)  # libjpeg's stock Huffman tables
-    result, output, raw = run(tmp_path, data, EncodeOptions(quality=80))
+    options = EncodeOptions(quality=80, progressive=progressive)
+    result, output, raw = run(tmp_path, data, options)
     assert result.kept_input
     assert len(raw) < 0.9 * len(data)
     assert output.tobytes() == decoded(data).tobytes()
-    assert scans(raw) > 1  # the re-pack writes progressive scans
+    assert (scans(raw) > 1) is progressive
+
+
+def test_without_jpegtran_the_input_is_still_kept_without_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without libjpeg-turbo's programs
+    compress_module._jpegtran.cache_clear()
+    try:
+        data = small_poor_jpeg(optimize=False, **camera_metadata(with_icc=False))
+        result, output, raw = run(tmp_path, data, EncodeOptions(quality=95))
+    finally:
+        compress_module._jpegtran.cache_clear()
+    assert result.kept_input
+    assert len(raw) == len(small_poor_jpeg(optimize=False))  # stripped, not re-packed
+    assert b"Acme" not in raw
+    assert output.tobytes() == decoded(data).tobytes()
 
 
 def test_a_new_encoding_that_is_smaller_is_kept(tmp_path: Path) -> None:
@@ -976,6 +995,24 @@ def test_an_mpo_keeps_its_first_picture_only(tmp_path: Path) -> None:
     assert result.kept_input
     assert raw.count(b"\xff\xd8") == 1  # one picture, not two
     assert output.tobytes() == decoded(data).tobytes()
+
+
+def test_damaged_jpegs_that_could_be_kept_only_ever_raise_image_error(tmp_path: Path) -> None:
+    good = small_poor_jpeg(optimize=False)
+    rng = random.Random(3)
+    outcomes: list[str] = []
+    for _ in range(60):
+        damaged = bytearray(good)
+        for _ in range(rng.randrange(1, 4)):
+            damaged[rng.randrange(2, len(damaged))] = rng.randrange(256)
+        try:
+            result, _, _ = run(tmp_path, bytes(damaged), EncodeOptions(quality=95))
+        except ImageError as error:
+            outcomes.append(error.code)
+        else:
+            outcomes.append("kept" if result.kept_input else "encoded")
+    assert "kept" in outcomes  # the damage did reach the re-pack
+    assert set(outcomes) <= {"kept", "encoded", "decode_error"}
 
 
 def test_the_kept_input_replaces_all_of_the_new_encoding(tmp_path: Path) -> None:
