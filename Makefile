@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test crashtest demo bench lint fmt clean screenshot
+.PHONY: install run test crashtest demo bench bench-images lint fmt clean screenshot
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgsvc needs Python 3.11 or newer"'
@@ -30,6 +30,9 @@ demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with
 
 bench: $(INSTALLED)  ## the benchmark: the service against the machine's ceiling (a few minutes)
 	$(BIN)/python scripts/bench.py
+
+bench-images: $(INSTALLED)  ## bytes, look (SSIMULACRA2) and encode time per output format, on real photographs
+	$(BIN)/python scripts/bench_images.py
 
 screenshot: $(INSTALLED)  ## docs/screenshot.png of the page after a job (needs `make run` with a sample host)
 	$(BIN)/python scripts/screenshot.py --csv $(or $(CSV),products.csv)
