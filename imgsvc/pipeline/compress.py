@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -248,6 +249,20 @@ def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
         image.save(
             out, "JPEG", quality=options.quality, optimize=True, progressive=options.progressive
         )
+        _check_room(out)
+
+
+def _check_room(out: BinaryIO) -> None:
+    """Raise the disk's own OSError if it filled up while the JPEG was being written.
+
+    With optimized tables Pillow writes the whole JPEG with one write() and does not check
+    that all of it went: on a full disk the kernel writes what fits and says how much, and
+    the file would be cut short without a word. One more byte, written and taken back,
+    meets the error that the cut write kept to itself.
+    """
+    fd, end = out.fileno(), out.tell()
+    os.pwrite(fd, b"\0", end)  # ENOSPC, EDQUOT or EFBIG when there is no more room
+    os.ftruncate(fd, end)
 
 
 def _keep_input_if_smaller(data: bytes, out: BinaryIO, start: int, progressive: bool) -> bool:

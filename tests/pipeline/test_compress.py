@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import itertools
 import random
+import resource
 import struct
 import time
 import zlib
@@ -861,6 +863,21 @@ def test_progressive_jpeg(tmp_path: Path, progressive: bool) -> None:
     assert (scans(raw) > 1) is progressive
     _, baseline, _ = run(tmp_path, data)
     assert output.tobytes() == baseline.tobytes()  # the same picture, in another order
+
+
+def test_a_jpeg_cut_short_by_a_full_disk_is_an_error(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes the kernel write only part of a large write, as a full disk does."""
+    data = encode(
+        Image.frombytes("RGB", (600, 600), random.Random(1).randbytes(600 * 600 * 3)), "PNG"
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+    try:
+        with pytest.raises(OSError, match="File too large") as caught:
+            run(tmp_path, data, EncodeOptions(quality=95))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG
 
 
 def nclx(raw: bytes) -> tuple[int, int]:
