@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test crashtest demo bench lint fmt clean screenshot image imagetest
+.PHONY: install run test crashtest demo bench lint fmt clean screenshot image imagetest bench-images
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgsvc needs Python 3.11 or newer"'
@@ -37,6 +37,9 @@ image:  ## the container image, built with buildah on a base made from Debian's 
 
 imagetest: image $(INSTALLED)  ## run the image under podman: its user, health, a job, SIGTERM, a restart
 	$(BIN)/python scripts/imagetest.py
+
+bench-images: $(INSTALLED)  ## bytes, look (SSIMULACRA2) and encode time per output format, on real photographs
+	$(BIN)/python scripts/bench_images.py
 
 screenshot: $(INSTALLED)  ## docs/screenshot.png of the page after a job (needs `make run` with a sample host)
 	$(BIN)/python scripts/screenshot.py --csv $(or $(CSV),products.csv)

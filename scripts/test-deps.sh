@@ -14,6 +14,7 @@ tests)
         # `promtool check metrics` on a live scrape; the package also holds the Prometheus
         # server, which Debian starts after installing it where services can start.
         [/usr/bin/promtool]=prometheus
+        [/usr/bin/jpegtran]=libjpeg-turbo-progs  # compress's lossless re-pack of a JPEG input
     ) ;;
 image)
     NEEDED=(

@@ -164,8 +164,8 @@ def operations() -> dict[str, dict[str, Any]]:
             "200": {
                 "description": "the image",
                 "content": {
-                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                    "image/webp": {"schema": {"type": "string", "format": "binary"}},
+                    f.content_type: {"schema": {"type": "string", "format": "binary"}}
+                    for f in OutputFormat
                 },
             },
             "304": {"description": "not modified"},

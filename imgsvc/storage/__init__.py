@@ -3,7 +3,7 @@
 Every read or write of an output image or a results CSV goes through `Storage`; the rest of
 the service never sees a path or a bucket. `open_storage` picks the backend from Settings.
 
-Output names are made here, once: `[A-Za-z0-9_-]+.(jpg|webp)`, unguessable and stable. A
+Output names are made here, once: `[A-Za-z0-9_-]+.(jpg|webp|avif)`, unguessable and stable. A
 backend serves those names and nothing else, whatever it is asked for.
 """
 
@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Settings
-from ..models import Job
+from ..models import Job, OutputFormat
 
 T = TypeVar("T")
 
-IMAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.(jpg|webp)")
+IMAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.(jpg|webp|avif)")
+MEDIA_TYPES = {f.extension: f.content_type for f in OutputFormat}
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IMMUTABLE = "public, max-age=31536000, immutable"  # a name's bytes never change
 
@@ -115,4 +116,4 @@ def not_modified(request: Request, name: str) -> Response | None:
 
 def media_type(name: str) -> str:
     """The Content-Type of an image, by its name's extension."""
-    return "image/webp" if name.endswith(".webp") else "image/jpeg"
+    return MEDIA_TYPES[name.rsplit(".", 1)[-1]]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import io
 import itertools
 import random
+import resource
 import struct
 import time
 import zlib
@@ -15,6 +18,7 @@ import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
 from imgsvc.models import OutputFormat
+from imgsvc.pipeline import compress as compress_module
 from imgsvc.pipeline.compress import EncodeOptions, ImageError, ImageResult, compress, sniff_format
 
 MAX_PIXELS = 50_000_000
@@ -802,12 +806,233 @@ def test_webp_quality_changes_the_size(tmp_path: Path) -> None:
     assert sizes[0] < sizes[1]
 
 
-def test_output_format_names_and_extensions() -> None:
-    assert [(f.value, f.extension) for f in OutputFormat] == [("jpeg", "jpg"), ("webp", "webp")]
-    assert OutputFormat("webp") is OutputFormat.WEBP
+def test_output_format_names_extensions_and_content_types() -> None:
+    assert [(f.value, f.extension, f.content_type) for f in OutputFormat] == [
+        ("jpeg", "jpg", "image/jpeg"),
+        ("webp", "webp", "image/webp"),
+        ("avif", "avif", "image/avif"),
+    ]
+    assert OutputFormat("avif") is OutputFormat.AVIF
+
+
+@functools.cache
+def grain(size: tuple[int, int]) -> bytes:
+    """Film grain the same in every run: Pillow's effect_noise differs each call."""
+    rng = random.Random(size[0])
+    return bytes(min(255, max(0, round(rng.gauss(128, 40)))) for _ in range(size[0] * size[1]))
+
+
+def textured() -> Image.Image:
+    """Smooth areas, fine detail and grain, like a photograph: what Huffman tables code."""
+    size = (256, 192)
+    channels = (
+        Image.radial_gradient("L").resize(size),
+        Image.effect_mandelbrot(size, (-2.0, -1.2, 1.0, 1.2), 100),
+        Image.frombytes("L", size, grain(size)),
+    )
+    return Image.merge("RGB", channels)
+
+
+def test_jpeg_has_the_same_pixels_as_plain_libjpeg_in_fewer_bytes(tmp_path: Path) -> None:
+    image = textured()
+    plain = encode(image, "JPEG", quality=50, optimize=False)
+    _, output, raw = run(tmp_path, encode(image, "PNG"))
+    assert output.tobytes() == Image.open(io.BytesIO(plain)).tobytes()
+    assert len(raw) < 0.95 * len(plain)
+
+
+def scans(raw: bytes) -> int:
+    """How many start-of-scan markers a JPEG has; coded data never holds one (0xFF is
+    followed by 0x00 there)."""
+    return raw.count(b"\xff\xda")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_progressive_jpeg(tmp_path: Path, progressive: bool) -> None:
+    data = encode(textured(), "PNG")
+    _, output, raw = run(tmp_path, data, EncodeOptions(progressive=progressive))
+    # A progressive JPEG is one SOF2 frame sent in several scans, coarse to fine.
+    assert bool(output.info.get("progressive")) is progressive
+    assert (b"\xff\xc2" in raw) is progressive
+    assert (scans(raw) > 1) is progressive
+    _, baseline, _ = run(tmp_path, data)
+    assert output.tobytes() == baseline.tobytes()  # the same picture, in another order
+
+
+def test_a_jpeg_cut_short_by_a_full_disk_is_an_error(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes the kernel write only part of a large write, as a full disk does."""
+    data = encode(
+        Image.frombytes("RGB", (600, 600), random.Random(1).randbytes(600 * 600 * 3)), "PNG"
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+    try:
+        with pytest.raises(OSError, match="File too large") as caught:
+            run(tmp_path, data, EncodeOptions(quality=95))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG
+
+
+def nclx(raw: bytes) -> tuple[int, int]:
+    """The colour primaries and transfer curve an AVIF file declares in its colr box."""
+    at = raw.index(b"colrnclx") + 8
+    primaries, transfer = struct.unpack_from(">HH", raw, at)
+    return primaries, transfer
+
+
+@pytest.mark.parametrize("output_format", list(OutputFormat))
+def test_every_format_decodes_at_its_size_in_srgb(
+    tmp_path: Path, output_format: OutputFormat
+) -> None:
+    image = Image.new("RGB", (64 * len(ADOBE_TO_SRGB), 64))
+    for index, (adobe, _) in enumerate(ADOBE_TO_SRGB):
+        image.paste(adobe, (64 * index, 0, 64 * index + 64, 64))
+    data = encode(image, "PNG", icc_profile=adobe_rgb_profile())
+    options = EncodeOptions(quality=90, max_dimension=160, format=output_format)
+    result, output, raw = run(tmp_path, data, options)
+    assert (result.width, result.height) == output.size == (160, 32)
+    assert (output.format, output.mode) == (output_format.name, "RGB")
+    assert "icc_profile" not in output.info  # untagged: the web reads it as sRGB
+    for index, (_, srgb) in enumerate(ADOBE_TO_SRGB):
+        assert near(pixel(output, (32 * index + 16, 16)), srgb, 8), (index, srgb)
+    if output_format is OutputFormat.AVIF:
+        assert nclx(raw) == (1, 13)  # BT.709 primaries and the sRGB curve: sRGB
 
 
 @pytest.mark.parametrize(("quality", "max_dimension"), [(0, None), (101, None), (50, 0)])
 def test_encode_options_refuse_nonsense(quality: int, max_dimension: int | None) -> None:
     with pytest.raises(ValueError, match="must be"):
         EncodeOptions(quality=quality, max_dimension=max_dimension)
+
+
+# --- never larger than the input -------------------------------------------------------
+
+
+def small_poor_jpeg(optimize: bool = True, **params: Any) -> bytes:
+    """A thumbnail a shop already squeezed to quality 30 (with tables made for it)."""
+    image = textured().resize((96, 72))
+    return encode(image, "JPEG", quality=30, optimize=optimize, **params)
+
+
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+    return image
+
+
+def test_a_small_poor_jpeg_never_comes_out_larger(tmp_path: Path) -> None:
+    data = small_poor_jpeg()
+    # A new encoding at the default quality 50 would be larger: what keeping the input is for.
+    assert len(encode(decoded(data), "JPEG", quality=50, optimize=True)) > len(data)
+    result, output, raw = run(tmp_path, data)
+    assert result == ImageResult("jpeg", 96, 72, kept_input=True)
+    assert len(raw) <= len(data)
+    assert output.tobytes() == decoded(data).tobytes()  # the input's own picture
+
+
+def test_the_kept_input_has_no_metadata(tmp_path: Path) -> None:
+    metadata = camera_metadata(with_icc=False)
+    with_metadata, without = small_poor_jpeg(**metadata), small_poor_jpeg()
+    result, output, raw = run(tmp_path, with_metadata)
+    assert result.kept_input
+    assert len(raw) <= len(without) < len(with_metadata)
+    assert len(output.getexif()) == 0
+    assert not {"exif", "icc_profile", "comment", "xmp"} & set(output.info)
+    for secret in (b"Acme", b"Jane", b"secret location", b"Exif"):
+        assert secret not in raw
+    assert output.tobytes() == decoded(with_metadata).tobytes()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_with_plain_tables_is_repacked_losslessly(tmp_path: Path, progressive: bool) -> None:
+    data = small_poor_jpeg(optimize=False)  # libjpeg's stock Huffman tables
+    options = EncodeOptions(quality=80, progressive=progressive)
+    result, output, raw = run(tmp_path, data, options)
+    assert result.kept_input
+    assert len(raw) < 0.9 * len(data)
+    assert output.tobytes() == decoded(data).tobytes()
+    assert (scans(raw) > 1) is progressive
+
+
+def test_without_jpegtran_the_input_is_still_kept_without_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without libjpeg-turbo's programs
+    compress_module._jpegtran.cache_clear()
+    try:
+        data = small_poor_jpeg(optimize=False, **camera_metadata(with_icc=False))
+        result, output, raw = run(tmp_path, data, EncodeOptions(quality=95))
+    finally:
+        compress_module._jpegtran.cache_clear()
+    assert result.kept_input
+    assert len(raw) == len(small_poor_jpeg(optimize=False))  # stripped, not re-packed
+    assert b"Acme" not in raw
+    assert output.tobytes() == decoded(data).tobytes()
+
+
+def test_a_new_encoding_that_is_smaller_is_kept(tmp_path: Path) -> None:
+    image = textured()
+    data = encode(image, "JPEG", quality=95)
+    result, output, raw = run(tmp_path, data)
+    assert not result.kept_input
+    assert len(raw) < len(data) / 2
+    assert quantization(output) == quantization(decoded(encode(image, "JPEG", quality=50)))
+
+
+@pytest.mark.parametrize(
+    ("data", "options"),
+    [
+        (small_poor_jpeg(), EncodeOptions(max_dimension=48)),  # resized
+        (small_poor_jpeg(exif=exif_with(6).tobytes()), EncodeOptions()),  # turned upright
+        (small_poor_jpeg(icc_profile=adobe_rgb_profile()), EncodeOptions()),  # other colours
+        (small_poor_jpeg(), EncodeOptions(format=OutputFormat.WEBP)),  # another format
+        (encode(decoded(small_poor_jpeg()), "PNG"), EncodeOptions()),  # not a JPEG
+    ],
+    ids=["resized", "turned", "converted", "webp", "png"],
+)
+def test_the_input_is_kept_only_when_nothing_but_the_encoding_changes(
+    tmp_path: Path, data: bytes, options: EncodeOptions
+) -> None:
+    result, _, _ = run(tmp_path, data, options)
+    assert not result.kept_input
+
+
+def test_an_mpo_keeps_its_first_picture_only(tmp_path: Path) -> None:
+    first, second = textured().resize((96, 72)), Image.new("RGB", (96, 72), RED)
+    data = encode(first, "MPO", quality=30, optimize=True, save_all=True, append_images=[second])
+    assert decoded(data).format == "MPO"
+    result, output, raw = run(tmp_path, data)
+    assert result.kept_input
+    assert raw.count(b"\xff\xd8") == 1  # one picture, not two
+    assert output.tobytes() == decoded(data).tobytes()
+
+
+def test_damaged_jpegs_that_could_be_kept_only_ever_raise_image_error(tmp_path: Path) -> None:
+    good = small_poor_jpeg(optimize=False)
+    rng = random.Random(3)
+    outcomes: list[str] = []
+    for _ in range(60):
+        damaged = bytearray(good)
+        for _ in range(rng.randrange(1, 4)):
+            damaged[rng.randrange(2, len(damaged))] = rng.randrange(256)
+        try:
+            result, _, _ = run(tmp_path, bytes(damaged), EncodeOptions(quality=95))
+        except ImageError as error:
+            outcomes.append(error.code)
+        else:
+            outcomes.append("kept" if result.kept_input else "encoded")
+    assert "kept" in outcomes  # the damage did reach the re-pack
+    assert set(outcomes) <= {"kept", "encoded", "decode_error"}
+
+
+def test_the_kept_input_replaces_all_of_the_new_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "out.jpg"
+    with path.open("wb") as out:
+        out.write(b"header")  # the caller's own bytes before the image stay
+        result = compress(small_poor_jpeg(), out, EncodeOptions(quality=95), MAX_PIXELS)
+    raw = path.read_bytes()
+    assert result.kept_input
+    assert raw.startswith(b"header\xff\xd8")
+    assert raw.endswith(b"\xff\xd9")
+    assert decoded(raw[len(b"header") :]).size == (96, 72)
