@@ -34,25 +34,18 @@ class ClaimQueries(Connections):
     ) -> list[WorkItem]:
         marks = ", ".join("?" * len(kinds))
         async with self._transaction() as db:
-            # The subquery picks at most `limit` rows before anything is updated.
+            # The items are picked, at most `limit`, before anything is updated.
             rows = await db.execute_fetchall(
-                f"UPDATE work SET owner = ?, lease_until = {NOW_PLUS}, in_flight = NULL "
-                f"WHERE id IN (SELECT id FROM work AS w WHERE kind IN ({marks}) AND {FREE} "
+                f"WITH picked AS (SELECT id FROM work AS w WHERE kind IN ({marks}) AND {FREE} "
                 "AND CASE kind WHEN ? THEN NOT EXISTS (SELECT 1 FROM jobs WHERE "
                 "jobs.id = w.job_id AND cancel_requested = 1) WHEN ? THEN NOT EXISTS "
                 "(SELECT 1 FROM work AS s WHERE s.job_id = w.job_id AND s.kind = ? "
-                f"AND s.lease_until >= {NOW}) ELSE 1 END "
-                f"ORDER BY slice, id LIMIT ?) RETURNING {WORK_COLUMNS}",
-                (
-                    owner,
-                    seconds(lease),
-                    *kinds,
-                    WorkKind.SLICE,
-                    WorkKind.CANCEL,
-                    WorkKind.SLICE,
-                    limit,
-                ),
-            )
+                f"AND s.lease_until >= {NOW}) ELSE 1 END ORDER BY slice, id LIMIT ?) "
+                f"UPDATE work SET owner = ?, lease_until = {NOW_PLUS}, in_flight = NULL "
+                f"WHERE id IN (SELECT id FROM picked) RETURNING {WORK_COLUMNS}",
+                (*kinds, WorkKind.SLICE, WorkKind.CANCEL, WorkKind.SLICE, limit, owner,
+                 seconds(lease)),
+            )  # fmt: skip
             items = [work_from(r) for r in rows]
             started = [(i.job_id,) for i in items if i.kind is WorkKind.SLICE]
             await db.executemany(
