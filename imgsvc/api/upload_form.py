@@ -21,6 +21,7 @@ CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-ex
 MAX_DIMENSION = 20_000
 MAX_QUALITY = 95  # above it JPEG files grow a lot for no visible gain
 MAX_FILENAME = 255  # characters of the uploaded file's name kept (most file systems' limit)
+# How a yes-or-no field may be spelled, in any case.
 YES = ("true", "1", "yes")
 NO = ("false", "0", "no")
 
