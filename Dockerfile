@@ -16,6 +16,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     IMGSVC_PORT=8000 \
     IMGSVC_DATA_DIR=/data
 
+# jpegtran re-packs a JPEG input losslessly when that comes out smaller than a new encoding.
+RUN apt-get update && apt-get install -y --no-install-recommends libjpeg-turbo-progs \
+    && rm -rf /var/lib/apt/lists/*
+
 # A user without a shell or a home of its own; it owns only the data folder. A fixed uid, so
 # a bind-mounted folder can be given to it (chown 10001).
 RUN groupadd --gid 10001 imgsvc \

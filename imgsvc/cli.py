@@ -20,7 +20,7 @@ EPILOG = """\
 examples:
   imgsvc serve --port 8000 --data-dir ./storage
   imgsvc submit products.csv --watch          # upload, show progress, print the results
-  imgsvc submit products.csv --quality 70 --format webp
+  imgsvc submit products.csv --quality 70 --format avif
   imgsvc status 3f0c9a...                     # the status object as JSON
 
 exit status: 0 when the job completed (some images may have failed; the output says how
@@ -69,8 +69,15 @@ def _parser() -> argparse.ArgumentParser:
         "or with --watch a progress bar and the results' URLs.",
     )  # fmt: skip
     submit.add_argument("file", type=Path, metavar="FILE.csv", help="the products CSV")
-    submit.add_argument("--quality", type=int, help="JPEG/WebP quality, 1-95 (default 50)")
-    submit.add_argument("--format", choices=list(OutputFormat), help="output format (jpeg)")
+    submit.add_argument("--quality", type=int, help="output quality, 1-95 (default 50)")
+    # Plain strings: argparse names enum members by their repr in its error message.
+    submit.add_argument(
+        "--format", choices=[f.value for f in OutputFormat], help="output format (jpeg)"
+    )
+    submit.add_argument(
+        "--progressive", action="store_true",
+        help="progressive JPEG: a blurred whole image first, sharpened as it loads",
+    )  # fmt: skip
     submit.add_argument("--max-dimension", type=int, help="longest side of outputs, px")
     submit.add_argument("--webhook-url", help="called when the job ends")
     submit.set_defaults(run=_submit)
@@ -158,6 +165,7 @@ def _submit(args: argparse.Namespace) -> None:
     options = {
         "quality": str(args.quality or ""),
         "format": args.format or "",
+        "progressive": "true" if args.progressive else "",
         "max_dimension": str(args.max_dimension or ""),
         "webhook_url": args.webhook_url or "",
     }

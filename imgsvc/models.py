@@ -52,6 +52,7 @@ class JobOptions:
     quality: int
     max_dimension: int | None
     format: OutputFormat
+    progressive: bool = False  # JPEG only: a blurred whole first, sharpened as it loads
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ class ImageRecord:
     bytes_out: int | None = None
     width: int | None = None
     height: int | None = None
+    # The input's own picture, stripped of metadata, was kept because it was smaller than
+    # a new encoding; None until the image has been produced.
+    kept_input: bool | None = None
 
 
 @dataclass(frozen=True)

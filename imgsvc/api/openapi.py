@@ -18,7 +18,7 @@ from ..models import OutputFormat
 from .auth import needs_key
 from .jobs import DETAILS_PAGE, JOBS_PAGE, MAX_JOBS_PAGE
 from .openapi_schemas import SCHEMAS, ref
-from .upload_form import MAX_DIMENSION, MAX_QUALITY
+from .upload_form import MAX_DIMENSION, MAX_QUALITY, NO, YES
 
 JSON = "application/json"
 ID_PARAM = {"name": "request_id", "in": "path", "required": True,
@@ -49,6 +49,9 @@ UPLOAD_FIELDS: dict[str, Any] = {
     "max_dimension": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION,
                       "description": "longest side of the output, in pixels"},
     "format": {"type": "string", "enum": [*OutputFormat, "jpg"], "default": OutputFormat.JPEG},
+    "progressive": {"type": "string", "enum": [*YES, *NO], "default": "false",
+                    "description": "JPEG only: progressive JPEG, a blurred whole image first "
+                                   "that sharpens as it loads"},
 }  # fmt: skip
 
 

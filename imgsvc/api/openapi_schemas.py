@@ -83,7 +83,7 @@ SCHEMAS: dict[str, Any] = {
     "Image": {
         "type": "object",
         "required": ["input_url", "output_url", "status", "error", "bytes_in", "bytes_out",
-                     "width", "height"],
+                     "width", "height", "kept_input"],
         "properties": {
             "input_url": {"type": "string"}, "output_url": nullable("string"),
             "status": {"type": "string", "enum": ["pending", "processing", "succeeded",
@@ -93,6 +93,9 @@ SCHEMAS: dict[str, Any] = {
                                      "message": {"type": "string"}}},
             **{name: nullable("integer") for name in ("bytes_in", "bytes_out", "width",
                                                         "height")},
+            "kept_input": nullable("boolean", description="true when the input's own picture, "
+                                   "stripped of metadata, was kept because it was smaller "
+                                   "than a new encoding; null until the image is produced"),
         },
     },
     "Product": {
@@ -129,7 +132,7 @@ SCHEMAS: dict[str, Any] = {
                                           "clients)"},
                 "options": {"type": "object", "properties": {
                     "quality": {"type": "integer"}, "max_dimension": nullable("integer"),
-                    "format": {"type": "string"}}},
+                    "format": {"type": "string"}, "progressive": {"type": "boolean"}}},
                 "webhook": ref("Webhook"),
                 "offset": {"type": "integer"}, "limit": {"type": "integer"},
                 "products": {"type": "array", "items": ref("Product")},

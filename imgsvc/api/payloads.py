@@ -119,6 +119,7 @@ def details_object(
             "quality": job.options.quality,
             "max_dimension": job.options.max_dimension,
             "format": job.options.format,
+            "progressive": job.options.progressive,
         },
         "offset": offset,
         "limit": limit,
@@ -165,4 +166,5 @@ def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]
         "bytes_out": image.bytes_out,
         "width": image.width,
         "height": image.height,
+        "kept_input": image.kept_input,
     }

@@ -21,6 +21,9 @@ CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-ex
 MAX_DIMENSION = 20_000
 MAX_QUALITY = 95  # above it JPEG files grow a lot for no visible gain
 MAX_FILENAME = 255  # characters of the uploaded file's name kept (most file systems' limit)
+# How a yes-or-no field may be spelled, in any case.
+YES = ("true", "1", "yes")
+NO = ("false", "0", "no")
 
 
 @dataclass(frozen=True)
@@ -81,14 +84,16 @@ def base_name(filename: str | None) -> str | None:
 
 
 def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions:
-    """quality, max_dimension and format, each checked with a message naming the field."""
+    """quality, max_dimension, format and progressive, each checked with a message naming
+    the field."""
     quality = whole_number(fields, "quality", 1, MAX_QUALITY)
     max_dimension = whole_number(fields, "max_dimension", 1, MAX_DIMENSION)
     fmt = (fields.get("format") or "jpeg").strip().lower()
     fmt = {"jpg": "jpeg"}.get(fmt, fmt)
     if fmt not in tuple(OutputFormat):
         raise bad_field("format", f"{fmt!r} is not one of: {', '.join(OutputFormat)}")
-    return JobOptions(quality or default_quality, max_dimension, OutputFormat(fmt))
+    progressive = yes_or_no(fields, "progressive", default=False)
+    return JobOptions(quality or default_quality, max_dimension, OutputFormat(fmt), progressive)
 
 
 def parse_webhook_url(value: str | None, policy: AddressPolicy) -> str | None:
@@ -121,6 +126,17 @@ def whole_number(fields: Mapping[str, str], name: str, low: int, high: int) -> i
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise bad_field(name, f"{raw[:20]!r} is not a whole number from {low} to {high}")
     return int(raw)
+
+
+def yes_or_no(fields: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """The field as a boolean (true/false, 1/0, yes/no), `default` when absent; else 400
+    invalid_field."""
+    raw = (fields.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in YES + NO:
+        raise bad_field(name, f"{raw[:20]!r} is not one of: {', '.join(YES + NO)}")
+    return raw in YES
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -243,6 +243,7 @@ class _SliceRun:
             quality=job.options.quality,
             max_dimension=job.options.max_dimension,
             format=job.options.format,
+            progressive=job.options.progressive,
         )
         self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_slice)
         self._recorder = _Recorder(pipeline.db, job.id)
@@ -314,7 +315,7 @@ class _SliceRun:
             raise StorageFailure(_storage_reason(exc)) from exc
         return ImageRecord(
             url, ImageStatus.SUCCEEDED, name, None, None, len(data), size,
-            result.width, result.height,
+            result.width, result.height, result.kept_input,
         )  # fmt: skip
 
 

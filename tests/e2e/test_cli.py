@@ -75,6 +75,25 @@ async def test_submit_watch_exits_1_when_the_job_failed(
     assert "1 failed" in err
 
 
+async def test_submit_sends_the_format_and_progressive(
+    service: Service, image_host: ImageHost, tmp_path: Path
+) -> None:
+    csv_path = write_csv(tmp_path, image_host.add("/a.jpg", jpeg_bytes(300, 200)))
+    for flags, expected in (
+        (["--format", "avif"], {"format": "avif", "progressive": False}),
+        (["--progressive", "--quality", "70"], {"format": "jpeg", "progressive": True}),
+    ):
+        code, out, err = await imgsvc("submit", str(csv_path), *flags, "--server", service.url)
+        assert code == 0, err
+        request_id = json.loads(out)["request_id"]
+        await service.wait(request_id)
+        _, details = await service.get(f"/api/details/{request_id}")
+        assert details["options"].items() >= expected.items()
+    code, _, err = await imgsvc("submit", str(csv_path), "--format", "gif")
+    assert code == 2
+    assert "invalid choice: 'gif' (choose from 'jpeg', 'webp', 'avif')" in err
+
+
 async def test_refusals_name_the_problem_and_exit_2(service: Service, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("S. No.,Product Name,Input Image Urls\n1,,ftp://x/a.jpg\n")

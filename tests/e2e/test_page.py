@@ -48,10 +48,14 @@ def products_csv(host: ImageHost, tmp_path: Path) -> Path:
     return path
 
 
-async def upload(page: Page, service: Service, path: Path) -> None:
+async def upload(
+    page: Page, service: Service, path: Path, fmt: str = "jpeg", *, progressive: bool = False
+) -> None:
     await page.goto(service.url + "/")
     await page.set_input_files("#file", str(path))
     await page.fill("#quality", "60")
+    await page.select_option("#format", fmt)
+    await page.set_checked("#progressive", progressive)
     await page.click("#submit")
 
 
@@ -92,10 +96,14 @@ async def test_upload_progress_results_and_download(
     browser: Browser, service: Service, image_host: ImageHost, tmp_path: Path
 ) -> None:
     page = await browser.new_page(accept_downloads=True)
-    await upload(page, service, products_csv(image_host, tmp_path))
+    await upload(page, service, products_csv(image_host, tmp_path), "avif")
+    # The outputs are checked to load in the browser: Chromium decodes the AVIF files.
     request_id = await completed_with_results_and_downloads(page)
     _, details = await service.get(f"/api/details/{request_id}")
-    assert details["options"]["quality"] == 60
+    assert details["options"] == {
+        "quality": 60, "max_dimension": None, "format": "avif", "progressive": False
+    }  # fmt: skip
+    assert details["products"][0]["output_image_urls"][0].endswith(".avif")
     assert await page.locator("#key-form").is_hidden()  # no keys: never asked for one
 
 
@@ -120,7 +128,7 @@ async def test_with_api_keys_the_page_asks_for_a_key_and_sends_it(
         await expect(form).to_be_hidden()
         assert await page.evaluate("localStorage.getItem('imgsvc.apiKey')") == KEY
         api_calls.clear()
-        await upload(page, service, products_csv(image_host, tmp_path))
+        await upload(page, service, products_csv(image_host, tmp_path), progressive=True)
         request_id = await completed_with_results_and_downloads(page)
 
         routes = [urlsplit(r.url).path.split("/")[2] for r in api_calls]
@@ -131,6 +139,7 @@ async def test_with_api_keys_the_page_asks_for_a_key_and_sends_it(
                 assert sent.get("authorization") == f"Bearer {KEY}", call.url
         _, details = await service.with_key(KEY).get(f"/api/details/{request_id}")
         assert details["status"] == "completed"
+        assert details["options"]["progressive"] is True
 
         await page.reload()  # the key is remembered: the recent jobs load without asking
         await expect(page.locator("#recent li").first).to_contain_text("completed")

@@ -126,7 +126,9 @@ async def test_options_are_applied(service: Service, image_host: ImageHost) -> N
     _, answer = await service.upload(csv_text, quality="80", max_dimension="300", format="webp")
     await service.wait(answer["request_id"])
     _, details = await service.get(f"/api/details/{answer['request_id']}")
-    assert details["options"] == {"quality": 80, "max_dimension": 300, "format": "webp"}
+    assert details["options"] == {
+        "quality": 80, "max_dimension": 300, "format": "webp", "progressive": False
+    }  # fmt: skip
     output = details["products"][0]["images"][0]["output_url"]
     assert output.endswith(".webp")
     async with service.client.get(output) as response:

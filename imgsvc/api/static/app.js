@@ -87,6 +87,8 @@ async function upload(event) {
   const form = new FormData();
   form.append("file", file);
   form.append("quality", $("quality").value);
+  form.append("format", $("format").value);
+  form.append("progressive", String($("progressive").checked));
   if ($("webhook").value.trim()) form.append("webhook_url", $("webhook").value.trim());
   $("submit").disabled = true;
   try {
@@ -260,6 +262,11 @@ function setUpDrop() {
 }
 
 $("quality").addEventListener("input", () => { $("quality-value").textContent = $("quality").value; });
+// Progressive is a JPEG choice: the other formats have no such mode.
+$("format").addEventListener("change", () => {
+  $("progressive").disabled = $("format").value !== "jpeg";
+  if ($("progressive").disabled) $("progressive").checked = false;
+});
 $("upload").addEventListener("submit", upload);
 $("key-form").addEventListener("submit", saveKey);
 $("download-csv").addEventListener("click", download);

@@ -37,6 +37,7 @@ class ImageQueries(Connections):
                     r.bytes_out,
                     r.width,
                     r.height,
+                    None if r.kept_input is None else int(r.kept_input),
                     job_id,
                     r.url,
                     ImageStatus.PENDING,
@@ -52,7 +53,8 @@ class ImageQueries(Connections):
                     cursor = await db.executemany(
                         "UPDATE images INDEXED BY images_by_url "
                         "SET status = ?, output_name = ?, error_code = ?, "
-                        "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ? "
+                        "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ?, "
+                        "kept_input = ? "
                         "WHERE job_id = ? AND url = ? AND status = ?",
                         values,
                     )

@@ -59,11 +59,12 @@ TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.termi
 
 JOB_COLUMNS = (
     "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
-    "quality, max_dimension, format, header, total_products, total_images, "
+    "quality, max_dimension, format, progressive, header, total_products, total_images, "
     "processed_products, processed_images, succeeded_images, failed_images, csv_filename"
 )
 IMAGE_COLUMNS = (
-    "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height"
+    "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height, "
+    "kept_input"
 )
 DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
 ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
@@ -82,7 +83,7 @@ def job_values(job: Job) -> tuple[Any, ...]:
     return (
         job.id, job.status, job.message, stored(job.created_at), stored(job.updated_at),
         stored(job.completed_at),
-        job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format,
+        job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format, int(o.progressive),
         json.dumps(job.header), job.total_products, job.total_images, job.processed_products,
         job.processed_images, job.succeeded_images, job.failed_images, job.csv_filename,
     )  # fmt: skip
@@ -90,11 +91,12 @@ def job_values(job: Job) -> tuple[Any, ...]:
 
 def job_from(row: Any) -> Job:
     (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
-     max_dimension, fmt, header, *counters) = row  # fmt: skip
+     max_dimension, fmt, progressive, header, *counters) = row  # fmt: skip
     return Job(
         id_, JobStatus(status), message, read_time(created), read_time(updated),
         read_time(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, OutputFormat(fmt)), tuple(json.loads(header)), *counters,
+        JobOptions(quality, max_dimension, OutputFormat(fmt), bool(progressive)),
+        tuple(json.loads(header)), *counters,
     )  # fmt: skip
 
 
@@ -115,5 +117,6 @@ def work_from(row: Any) -> WorkItem:
 
 
 def image_from(row: Any) -> ImageRecord:
-    url, status, *rest = row
-    return ImageRecord(url, ImageStatus(status), *rest)
+    url, status, name, code, message, bytes_in, bytes_out, width, height, kept = row
+    return ImageRecord(url, ImageStatus(status), name, code, message, bytes_in, bytes_out,
+                       width, height, None if kept is None else bool(kept))  # fmt: skip

@@ -128,6 +128,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN csv_filename TEXT;
     """,
+    # Output options: progressive JPEG asked at upload (0/1); per image, whether the input's
+    # own picture was kept because it was smaller (0/1, NULL until the image is produced).
+    """
+    ALTER TABLE jobs ADD COLUMN progressive INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE images ADD COLUMN kept_input INTEGER;
+    """,
 )
 
 
