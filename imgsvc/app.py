@@ -25,7 +25,8 @@ from .lifecycle import DataDirInUse, Lifecycle, owning, process_name
 from .logs import RequestIdMiddleware
 from .pipeline import compress, retention
 from .pipeline.fetch import Fetcher, FetchLimits
-from .pipeline.queue import JobRunner, Pipeline
+from .pipeline.produce import Pipeline
+from .pipeline.queue import JobRunner
 from .pipeline.webhooks import start_sender
 from .storage import Storage, open_storage
 

@@ -6,11 +6,8 @@ workers, renews the leases of what it holds twice a second (storing the URLs in 
 any process can show them), and completes or releases each item. A process that dies
 stops renewing: once its leases run out anyone may claim its items, and a slice redone
 produces only its URLs still pending, under the same output names, so nothing is produced
-twice. A cancel is database state that holders see at their next renewal.
-
-Within a slice a fixed number of tasks each download one URL, compress it in the Pillow
-thread pool straight into storage, and hand the outcome to a recorder that commits
-outcomes in batches.
+twice. A cancel is database state that holders see at their next renewal. A slice itself
+is produced by produce.py.
 """
 
 from __future__ import annotations
@@ -18,42 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import errno
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import partial
 
-from .. import logs, metrics
-from ..db import Database
-from ..models import ImageRecord, ImageStatus, Job, WorkItem, WorkKind
-from ..storage import Storage, image_name
-from . import compress, finish
-from .fetch import Fetcher, FetchError
-from .finish import StorageFailure
+from .. import logs
+from ..models import WorkItem, WorkKind
+from . import finish
+from .produce import Pipeline, SliceRun
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 500  # URLs of a slice read at a time
-FLUSH_INTERVAL = 0.5  # seconds; progress is visible within about this long
-FLUSH_SIZE = 500  # outcomes; a larger batch is committed at once
 RENEW_INTERVAL = 0.5  # seconds between lease renewals: how soon a cancel is seen
 POLL_INTERVAL = 1.0  # seconds between looks for work nobody announced (leases run out)
 ERROR_PAUSE = 5.0  # seconds before claiming again after the database failed
 ENDINGS = (WorkKind.FINISH, WorkKind.CANCEL)
 ENDING_WORKERS = 4  # jobs ended at once, beside the slices: short, and someone waits
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """What processing an image needs, shared by every job."""
-
-    db: Database
-    storage: Storage
-    fetcher: Fetcher
-    pool: ThreadPoolExecutor  # Pillow and file writes; its size bounds the CPU work
-    tasks_per_slice: int  # images of one slice in flight at once
-    max_pixels: int
 
 
 class JobRunner:
@@ -176,7 +151,7 @@ class JobRunner:
         if job is None or job.status.terminal:
             return True
         assert running.item.slice is not None
-        running.run = _SliceRun(self._p, job, running.item.slice)
+        running.run = SliceRun(self._p, job, running.item.slice)
         if self._stopping:  # a stop began while the job was read: drain() missed this run
             running.run.stop()
         await running.run.process()
@@ -213,7 +188,7 @@ class _Running:
     def __init__(self, item: WorkItem) -> None:
         self.item = item
         self.task: asyncio.Task[None]
-        self.run: _SliceRun | None = None
+        self.run: SliceRun | None = None
         self.abandoned = False
 
     @property
@@ -230,124 +205,3 @@ def _job_context(item: WorkItem) -> contextvars.Context:
     context = contextvars.copy_context()
     context.run(logs.JOB_ID.set, item.job_id)
     return context
-
-
-class _SliceRun:
-    """One slice of a job: its pending URLs, with a fixed number of tasks."""
-
-    def __init__(self, pipeline: Pipeline, job: Job, slice_no: int) -> None:
-        self._p = pipeline
-        self._job = job
-        self._slice = slice_no
-        self._options = compress.EncodeOptions(
-            quality=job.options.quality,
-            max_dimension=job.options.max_dimension,
-            format=job.options.format,
-            progressive=job.options.progressive,
-        )
-        self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_slice)
-        self._recorder = _Recorder(pipeline.db, job.id)
-        self._feeder: asyncio.Task[None] | None = None
-        self.stopped = False
-        self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
-
-    async def process(self) -> None:
-        """Produce the slice's pending URLs; every outcome is committed before returning."""
-        takers = self._p.tasks_per_slice
-        ticker = asyncio.create_task(self._recorder.tick())
-        try:
-            async with asyncio.TaskGroup() as group:
-                self._feeder = group.create_task(self._feed(takers))
-                for _ in range(takers):
-                    group.create_task(self._take())
-        except ExceptionGroup as errors:
-            raise errors.exceptions[0] from None
-        finally:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
-            await asyncio.shield(self._recorder.flush())
-
-    def stop(self) -> None:
-        """Hand out no more URLs; the images in flight finish."""
-        self.stopped = True
-        if self._feeder is not None:
-            self._feeder.cancel()
-        with contextlib.suppress(asyncio.QueueFull):
-            while True:  # wakes every task waiting for a URL; they all stop
-                self._urls.put_nowait(None)
-
-    async def _feed(self, takers: int) -> None:
-        # Outcomes are committed as the slice goes, so a page after `after` is stable.
-        after = ""
-        while urls := await self._p.db.slice_urls(self._job.id, self._slice, after, PAGE_SIZE):
-            after = urls[-1]
-            for url in urls:
-                await self._urls.put(url)
-        for _ in range(takers):
-            await self._urls.put(None)
-
-    async def _take(self) -> None:
-        while (url := await self._urls.get()) is not None and not self.stopped:
-            self.in_flight.add(url)
-            try:
-                record = await self._produce(url)
-            finally:
-                self.in_flight.discard(url)
-            metrics.record_image(record)
-            await self._recorder.add(record)
-
-    async def _produce(self, url: str) -> ImageRecord:
-        try:
-            with metrics.FETCH_SECONDS.time():
-                data = await self._p.fetcher.fetch(url)
-        except FetchError as exc:
-            return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message)
-        name = image_name(self._job.id, url, self._options.format.extension)
-        encode = partial(
-            compress.compress, data, options=self._options, max_pixels=self._p.max_pixels
-        )
-        try:
-            with metrics.COMPRESS_SECONDS.time():
-                result, size = await self._p.storage.put_image(name, encode, self._p.pool)
-        except compress.ImageError as exc:
-            return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
-        except OSError as exc:
-            raise StorageFailure(_storage_reason(exc)) from exc
-        return ImageRecord(
-            url, ImageStatus.SUCCEEDED, name, None, None, len(data), size,
-            result.width, result.height, result.kept_input,
-        )  # fmt: skip
-
-
-def _storage_reason(exc: OSError) -> str:
-    what = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return f"the data folder has no room for more images ({what})"
-    return f"images could not be written into the data folder ({what})"
-
-
-class _Recorder:
-    """Collects image outcomes and commits them in batches."""
-
-    def __init__(self, db: Database, job_id: str) -> None:
-        self._db = db
-        self._job_id = job_id
-        self._pending: list[ImageRecord] = []
-        self._lock = asyncio.Lock()
-
-    async def add(self, record: ImageRecord) -> None:
-        self._pending.append(record)
-        if len(self._pending) >= FLUSH_SIZE:
-            await self.flush()
-
-    async def tick(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            # Shielded: stopping the ticker mid-commit must not drop the batch it holds.
-            await asyncio.shield(self.flush())
-
-    async def flush(self) -> None:
-        async with self._lock:
-            batch, self._pending = self._pending, []
-            if batch:
-                await self._db.record_images(self._job_id, batch)
