@@ -1,8 +1,9 @@
 """What every storage backend promises, checked on each of them alike.
 
 A backend is added by writing one context manager that makes it (and the few ways a test
-reaches behind it) and naming it in BACKENDS: an S3 backend would make a bucket on a
-local S3-compatible server, and `plant` would put objects beside the store's prefix.
+reaches behind it) and naming it in BACKENDS. The S3 backend gets a new bucket on the local
+S3 API (tests/backends.py) and keeps its objects under a prefix; `plant` puts objects
+beside them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import os
 import shutil
 import threading
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,7 +21,9 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import aiohttp
+import obstore
 import pytest
+from obstore.store import S3Store
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,7 +32,9 @@ from starlette.routing import Route
 from imgsvc.errors import ApiError
 from imgsvc.storage import IMMUTABLE, Storage, image_name
 from imgsvc.storage.local import LocalStorage
+from imgsvc.storage.s3 import S3Storage
 
+from ..backends import S3Bucket
 from ..conftest import jpeg_bytes, serving
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +55,7 @@ class Backend:
 
 
 @asynccontextmanager
-async def local_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+async def local_backend(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     root = tmp_path / "data"
     storage = LocalStorage(root)
     await storage.start()
@@ -77,14 +83,66 @@ async def local_backend(tmp_path: Path) -> AsyncIterator[Backend]:
         await storage.close()
 
 
-BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
+@asynccontextmanager
+async def s3_backend(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")  # moto starts only when asked
+    server, prefix = bucket.server, "deep/prefix"
+    storage = S3Storage(f"s3://{bucket.name}/{prefix}", server.endpoint, tmp_path / "tmp")
+    await storage.start()
+    # The test reaches the bucket as a second client would: the whole bucket, no prefix.
+    whole = S3Store(
+        bucket.name,
+        endpoint=server.endpoint,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+    obstore.put(whole, "imgsvc.db", SECRET)  # outside the prefix: never reachable
+
+    def held() -> set[str]:
+        objects = {e["path"] for batch in obstore.list(whole) for e in batch} - {"imgsvc.db"}
+        temp = {f"tmp/{p.name}" for p in (tmp_path / "tmp").iterdir()}
+        return {o.removeprefix(f"{prefix}/") for o in objects} | temp
+
+    def plant(path: str, data: bytes) -> None:
+        obstore.put(whole, f"{prefix}/{path}", data)
+
+    def refuse_writes() -> None:  # the bucket is gone: emptied, then deleted
+        obstore.delete(whole, [e["path"] for batch in obstore.list(whole) for e in batch])
+        _unsigned("DELETE", f"{server.endpoint}/{bucket.name}")
+
+    def mend() -> None:
+        _unsigned("PUT", f"{server.endpoint}/{bucket.name}")
+
+    try:
+        yield Backend(storage, held, plant, refuse_writes, mend)
+    finally:
+        await storage.close()
+
+
+def _unsigned(method: str, url: str) -> None:
+    """A request to the S3 API that needs no signature (moto checks none), without a proxy."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(urllib.request.Request(url, method=method), timeout=10) as answer:
+        assert answer.status in (200, 204)
+
+
+BACKENDS: dict[
+    str, Callable[[Path, pytest.FixtureRequest], AbstractAsyncContextManager[Backend]]
+] = {
     "local": local_backend,
+    "s3": s3_backend,
 }
 
 
 @pytest.fixture(params=list(BACKENDS))
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    async with BACKENDS[request.param](tmp_path) as made:
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Backend]:
+    if request.param == "s3":  # obstore reads the credentials from the environment
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        for name, value in bucket.environ().items():
+            monkeypatch.setenv(name, value)
+    async with BACKENDS[request.param](tmp_path, request) as made:
         yield made
 
 
