@@ -9,6 +9,7 @@ beside them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import threading
@@ -362,6 +363,37 @@ async def test_a_cancelled_put_returns_once_its_write_has_ended(
     assert backend.held() == held
 
 
+async def test_a_put_cancelled_as_its_encode_ends_stores_nothing_afterwards(
+    backend: Backend, pool: ThreadPoolExecutor
+) -> None:
+    data = os.urandom(1024 * 1024)
+    # Cancels at a few moments after the encode: before, during and after the write into
+    # storage (an upload to a bucket takes some milliseconds).
+    for number, delay in enumerate((0, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02)):
+        encoded = threading.Event()
+
+        def encode(out: BinaryIO, encoded: threading.Event = encoded) -> None:
+            out.write(data)
+            encoded.set()
+
+        name = image_name(JOB, f"http://img.example/{number}.jpg", "jpg")
+        put_task = asyncio.create_task(backend.storage.put_image(name, encode, pool))
+        await asyncio.to_thread(encoded.wait, 10)
+        await asyncio.sleep(delay)
+        put_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await put_task
+        held = backend.held()
+        try:
+            stored: bytes | None = await read(backend.storage.image_chunks(name))
+        except FileNotFoundError:
+            stored = None
+        assert stored in (data, None)
+        await asyncio.sleep(0.1)
+        assert backend.held() == held, f"something appeared after a put cancelled at {delay}"
+        assert not [path for path in held if path.startswith("tmp/")]
+
+
 async def test_results_download_and_replace(backend: Backend, web: Web) -> None:
     text = "S. No.,Product Name,Output Image Urls\r\n1,Café,http://x/a.jpg\r\n"
     await backend.storage.put_results(JOB, writing_text(text))
@@ -412,7 +444,7 @@ async def test_not_ready_while_writes_are_refused(
 
 
 async def test_streams_give_the_stored_bytes(backend: Backend, pool: ThreadPoolExecutor) -> None:
-    large = os.urandom(3 * 1024 * 1024 + 7)  # several chunks
+    large = os.urandom(6 * 1024 * 1024 + 7)  # several chunks; in a bucket, a multipart upload
     small = jpeg_bytes(50, 50)
     names = [await put(backend, pool, large, "large"), await put(backend, pool, small, "small")]
     chunks = [chunk async for chunk in backend.storage.image_chunks(names[0])]
