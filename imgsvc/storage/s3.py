@@ -43,8 +43,8 @@ class S3Storage:
     def __init__(self, url: str, endpoint: str | None, tmp: Path) -> None:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         # With an endpoint (MinIO and most self-hosted stores) the bucket is in the path.
-        # Both options are always given, so AWS_ENDPOINT or AWS_ALLOW_HTTP in the
-        # environment cannot change what IMGSVC_S3_ENDPOINT says.
+        # Given here, the endpoint and allow_http win over AWS_ENDPOINT and AWS_ALLOW_HTTP,
+        # which obstore would otherwise read: plain HTTP only when the endpoint says so.
         config: S3Config = (
             {"endpoint": endpoint, "virtual_hosted_style_request": False} if endpoint else {}
         )
