@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ MIB = 1024 * 1024
 # Seconds between webhook attempts: the Standard Webhooks schedule, about 27 hours in all.
 WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_KEY_LENGTH = 16  # an API key shorter than this could be guessed
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule for a bucket name
 
 
 class SettingsError(ValueError):
@@ -63,6 +65,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # repr=False: never logged
     shutdown_grace: float = 10.0  # seconds images in flight get to finish on SIGTERM
     lease_seconds: float = 30.0  # claimed work stays with a process that stops renewing it
+    storage_url: str | None = None  # `s3://bucket/prefix`; None: the data folder
+    s3_endpoint: str | None = None  # None: the provider's (AWS); set, the bucket is in the path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -104,6 +108,7 @@ class Settings:
             )
         self._validate_webhooks()
         _validate_api_keys(self.api_keys)
+        _validate_storage(self.storage_url, self.s3_endpoint)
 
     def _validate_webhooks(self) -> None:
         if self.webhook_timeout <= 0:
@@ -173,6 +178,32 @@ def _validate_api_keys(keys: tuple[str, ...]) -> None:
             raise SettingsError(
                 f"IMGSVC_API_KEYS: key {number} must be at least {MIN_KEY_LENGTH} printable "
                 "ASCII characters without spaces or commas (e.g. from `openssl rand -hex 32`)"
+            )
+
+
+def _validate_storage(url: str | None, endpoint: str | None) -> None:
+    if url is not None:
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        segments = prefix.strip("/").split("/") if prefix.strip("/") else []
+        if (
+            not url.startswith("s3://")
+            or not BUCKET.fullmatch(bucket)
+            or any(s in ("", ".", "..") or not s.isprintable() for s in segments)
+        ):
+            raise SettingsError(
+                f"IMGSVC_STORAGE_URL={url!r} is not valid: expected s3://bucket or "
+                "s3://bucket/prefix (a bucket name of 3 to 63 lowercase letters, digits, "
+                "dots and hyphens)"
+            )
+    if endpoint is not None:
+        if url is None:
+            raise SettingsError("IMGSVC_S3_ENDPOINT is set but IMGSVC_STORAGE_URL is not")
+        scheme, _, rest = endpoint.partition("://")
+        if scheme not in ("http", "https") or not rest or "@" in rest:
+            # No user:password@ either: the endpoint is shown in error messages.
+            raise SettingsError(
+                "IMGSVC_S3_ENDPOINT must be an http:// or https:// URL without credentials, "
+                "e.g. http://127.0.0.1:9000"
             )
 
 

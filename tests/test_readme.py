@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 # A row of the settings table: | `IMGSVC_NAME` | default | meaning |
-ROW = re.compile(r"^\| `(IMGSVC_[A-Z_]+)` \| ([^|]+) \|", re.MULTILINE)
+ROW = re.compile(r"^\| `(IMGSVC_[A-Z0-9_]+)` \| ([^|]+) \|", re.MULTILINE)
 # Where code outside Settings reads a variable (the CLI's own).
-READ = re.compile(r"environ\.get\(\s*\"(IMGSVC_[A-Z_]+)\"")
+READ = re.compile(r"environ\.get\(\s*\"(IMGSVC_[A-Z0-9_]+)\"")
 # Defaults of the variables the CLI reads, as the code has them.
 CLIENT_DEFAULTS = {"IMGSVC_SERVER": cli.DEFAULT_SERVER, "IMGSVC_API_KEY": None}
 PATH = re.compile(r"(?<![\w/.-])((?:imgsvc|tests|scripts)/[\w./-]*[\w/])")

@@ -94,8 +94,13 @@ class Storage(Protocol):
 
 
 def open_storage(settings: Settings) -> Storage:
-    """The backend `settings` ask for: the data folder (there is no other yet)."""
-    from .local import LocalStorage  # a backend's module is imported only when it is used
+    """The backend `settings` ask for: a bucket (IMGSVC_STORAGE_URL), else the data folder."""
+    # A backend's module is imported only when it is used.
+    if settings.storage_url:
+        from .s3 import S3Storage
+
+        return S3Storage(settings.storage_url, settings.s3_endpoint, settings.data_dir / "tmp")
+    from .local import LocalStorage
 
     return LocalStorage(settings.data_dir)
 

@@ -1,16 +1,19 @@
 """What every storage backend promises, checked on each of them alike.
 
 A backend is added by writing one context manager that makes it (and the few ways a test
-reaches behind it) and naming it in BACKENDS: an S3 backend would make a bucket on a
-local S3-compatible server, and `plant` would put objects beside the store's prefix.
+reaches behind it) and naming it in BACKENDS. The S3 backend gets a new bucket on the local
+S3 API (tests/backends.py) and keeps its objects under a prefix; `plant` puts objects
+beside them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import threading
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,7 +22,9 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import aiohttp
+import obstore
 import pytest
+from obstore.store import S3Store
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,7 +33,9 @@ from starlette.routing import Route
 from imgsvc.errors import ApiError
 from imgsvc.storage import IMMUTABLE, Storage, image_name
 from imgsvc.storage.local import LocalStorage
+from imgsvc.storage.s3 import S3Storage
 
+from ..backends import S3Bucket
 from ..conftest import jpeg_bytes, serving
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +56,7 @@ class Backend:
 
 
 @asynccontextmanager
-async def local_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+async def local_backend(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     root = tmp_path / "data"
     storage = LocalStorage(root)
     await storage.start()
@@ -77,14 +84,66 @@ async def local_backend(tmp_path: Path) -> AsyncIterator[Backend]:
         await storage.close()
 
 
-BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Backend]]] = {
+@asynccontextmanager
+async def s3_backend(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")  # moto starts only when asked
+    server, prefix = bucket.server, "deep/prefix"
+    storage = S3Storage(f"s3://{bucket.name}/{prefix}", server.endpoint, tmp_path / "tmp")
+    await storage.start()
+    # The test reaches the bucket as a second client would: the whole bucket, no prefix.
+    whole = S3Store(
+        bucket.name,
+        endpoint=server.endpoint,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+    obstore.put(whole, "imgsvc.db", SECRET)  # outside the prefix: never reachable
+
+    def held() -> set[str]:
+        objects = {e["path"] for batch in obstore.list(whole) for e in batch} - {"imgsvc.db"}
+        temp = {f"tmp/{p.name}" for p in (tmp_path / "tmp").iterdir()}
+        return {o.removeprefix(f"{prefix}/") for o in objects} | temp
+
+    def plant(path: str, data: bytes) -> None:
+        obstore.put(whole, f"{prefix}/{path}", data)
+
+    def refuse_writes() -> None:  # the bucket is gone: emptied, then deleted
+        obstore.delete(whole, [e["path"] for batch in obstore.list(whole) for e in batch])
+        _unsigned("DELETE", f"{server.endpoint}/{bucket.name}")
+
+    def mend() -> None:
+        _unsigned("PUT", f"{server.endpoint}/{bucket.name}")
+
+    try:
+        yield Backend(storage, held, plant, refuse_writes, mend)
+    finally:
+        await storage.close()
+
+
+def _unsigned(method: str, url: str) -> None:
+    """A request to the S3 API that needs no signature (moto checks none), without a proxy."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(urllib.request.Request(url, method=method), timeout=10) as answer:
+        assert answer.status in (200, 204)
+
+
+BACKENDS: dict[
+    str, Callable[[Path, pytest.FixtureRequest], AbstractAsyncContextManager[Backend]]
+] = {
     "local": local_backend,
+    "s3": s3_backend,
 }
 
 
 @pytest.fixture(params=list(BACKENDS))
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    async with BACKENDS[request.param](tmp_path) as made:
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Backend]:
+    if request.param == "s3":  # obstore reads the credentials from the environment
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        for name, value in bucket.environ().items():
+            monkeypatch.setenv(name, value)
+    async with BACKENDS[request.param](tmp_path, request) as made:
         yield made
 
 
@@ -304,6 +363,37 @@ async def test_a_cancelled_put_returns_once_its_write_has_ended(
     assert backend.held() == held
 
 
+async def test_a_put_cancelled_as_its_encode_ends_stores_nothing_afterwards(
+    backend: Backend, pool: ThreadPoolExecutor
+) -> None:
+    data = os.urandom(1024 * 1024)
+    # Cancels at a few moments after the encode: before, during and after the write into
+    # storage (an upload to a bucket takes some milliseconds).
+    for number, delay in enumerate((0, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02)):
+        encoded = threading.Event()
+
+        def encode(out: BinaryIO, encoded: threading.Event = encoded) -> None:
+            out.write(data)
+            encoded.set()
+
+        name = image_name(JOB, f"http://img.example/{number}.jpg", "jpg")
+        put_task = asyncio.create_task(backend.storage.put_image(name, encode, pool))
+        await asyncio.to_thread(encoded.wait, 10)
+        await asyncio.sleep(delay)
+        put_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await put_task
+        held = backend.held()
+        try:
+            stored: bytes | None = await read(backend.storage.image_chunks(name))
+        except FileNotFoundError:
+            stored = None
+        assert stored in (data, None)
+        await asyncio.sleep(0.1)
+        assert backend.held() == held, f"something appeared after a put cancelled at {delay}"
+        assert not [path for path in held if path.startswith("tmp/")]
+
+
 async def test_results_download_and_replace(backend: Backend, web: Web) -> None:
     text = "S. No.,Product Name,Output Image Urls\r\n1,Café,http://x/a.jpg\r\n"
     await backend.storage.put_results(JOB, writing_text(text))
@@ -354,7 +444,7 @@ async def test_not_ready_while_writes_are_refused(
 
 
 async def test_streams_give_the_stored_bytes(backend: Backend, pool: ThreadPoolExecutor) -> None:
-    large = os.urandom(3 * 1024 * 1024 + 7)  # several chunks
+    large = os.urandom(6 * 1024 * 1024 + 7)  # several chunks; in a bucket, a multipart upload
     small = jpeg_bytes(50, 50)
     names = [await put(backend, pool, large, "large"), await put(backend, pool, small, "small")]
     chunks = [chunk async for chunk in backend.storage.image_chunks(names[0])]
