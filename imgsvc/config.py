@@ -27,6 +27,7 @@ MIB = 1024 * 1024
 # Seconds between webhook attempts: the Standard Webhooks schedule, about 27 hours in all.
 WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_KEY_LENGTH = 16  # an API key shorter than this could be guessed
+DATABASE_SCHEMES = ("postgresql://", "postgres://")  # what IMGSVC_DATABASE_URL may name
 
 
 class SettingsError(ValueError):
@@ -63,6 +64,9 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # repr=False: never logged
     shutdown_grace: float = 10.0  # seconds images in flight get to finish on SIGTERM
     lease_seconds: float = 30.0  # claimed work stays with a process that stops renewing it
+    # `postgresql://…`: the database many processes share; None: SQLite in the data folder.
+    # repr=False: the URL may hold a password.
+    database_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -104,6 +108,9 @@ class Settings:
             )
         self._validate_webhooks()
         _validate_api_keys(self.api_keys)
+        if self.database_url is not None and not self.database_url.startswith(DATABASE_SCHEMES):
+            # The URL itself is never quoted: it may hold a password.
+            raise SettingsError("IMGSVC_DATABASE_URL must start with postgresql://")
 
     def _validate_webhooks(self) -> None:
         if self.webhook_timeout <= 0:
