@@ -281,12 +281,29 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+async def migrated(url: str) -> None:
+    """Give the database at `url` the service's schema (a template's `prepare`)."""
+    from imgsvc.db.postgres import PostgresDatabase
+
+    database = await PostgresDatabase.open(url)
+    await database.close()
+
+
+@asynccontextmanager
+async def postgres_database(server: PostgresServer) -> AsyncIterator[str]:
+    """The URL of a new database with the service's schema, dropped when the block ends."""
+    name = server.database(await server.template(migrated))
+    try:
+        yield server.url(name)
+    finally:
+        server.drop(name)
+
+
 @pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """The URL of a new, empty database for one test, dropped after it."""
-    name = postgres_server.database()
-    yield postgres_server.url(name)
-    postgres_server.drop(name)
+async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """The URL of a new database with the service's schema for one test, dropped after it."""
+    async with postgres_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
