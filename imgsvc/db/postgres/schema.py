@@ -86,6 +86,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX work_by_job ON work (job_id, kind, slice);
     CREATE INDEX work_by_owner ON work (owner);
+    CREATE INDEX work_in_claim_order ON work (slice, id);  -- a claim reads from the front
     CREATE TABLE webhook_deliveries (
         id text PRIMARY KEY,
         job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
