@@ -67,6 +67,9 @@ class Settings:
     # `postgresql://…`: the database many processes share; None: SQLite in the data folder.
     # repr=False: the URL may hold a password.
     database_url: str | None = field(default=None, repr=False)
+    # Wake up at once when another process adds work (LISTEN); off behind PgBouncer in
+    # transaction mode, which cannot hold a LISTEN: then the engine polls every second.
+    database_listen: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -24,7 +24,8 @@ async def open_database(settings: Settings, *, serving: bool = True) -> Database
         # Imported only here: psycopg is needed only when a database URL is set.
         from .postgres import PostgresDatabase
 
-        return await PostgresDatabase.open(settings.database_url)
+        listen = serving and settings.database_listen
+        return await PostgresDatabase.open(settings.database_url, listen=listen)
     from .sqlite import SqliteDatabase
 
     return await SqliteDatabase.open(settings.data_dir, serving=serving)

@@ -7,12 +7,16 @@ frees nothing. Migrations run under an advisory lock, so processes may start tog
 
 from __future__ import annotations
 
+import asyncio
+
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from .claims import ClaimQueries
 from .images import ImageQueries
 from .jobs import JobQueries
+from .listen import OUTBOX, WORK, stop
+from .listen import listen as listening
 from .schema import migrate
 from .webhooks import WebhookQueries
 
@@ -25,9 +29,12 @@ OPEN_TIMEOUT = 30.0  # seconds to reach the database at start before giving up
 class PostgresDatabase(JobQueries, ImageQueries, ClaimQueries, WebhookQueries):
     """A PostgreSQL database shared by every imgsvc process that names it."""
 
+    _listener: asyncio.Task[None] | None = None
+
     @classmethod
-    async def open(cls, url: str) -> PostgresDatabase:
-        """Connect (migrating the schema if needed) to the database at `url`."""
+    async def open(cls, url: str, *, listen: bool = False) -> PostgresDatabase:
+        """Connect (migrating the schema if needed) to the database at `url`; with
+        `listen`, wake up when other processes announce work (listen.py)."""
         async with await AsyncConnection.connect(url) as db:
             await migrate(db)
         pool = AsyncConnectionPool(
@@ -39,7 +46,12 @@ class PostgresDatabase(JobQueries, ImageQueries, ClaimQueries, WebhookQueries):
             name="imgsvc",
         )
         await pool.open(wait=True, timeout=OPEN_TIMEOUT)
-        return cls(pool)
+        database = cls(pool)
+        if listen:
+            events = {WORK: database.work_written, OUTBOX: database.outbox_written}
+            database._listener = asyncio.create_task(listening(url, events))
+        return database
 
     async def close(self) -> None:
+        await stop(self._listener)
         await self._pool.close()

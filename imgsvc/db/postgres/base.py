@@ -21,8 +21,8 @@ class Connections:
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        # Set after this process's commits that add work or make a delivery due; other
-        # processes' work is found by the engine's polling.
+        # Set after this process's commits that add work or make a delivery due, and by
+        # the listener (listen.py) when another process announces one.
         self.work_written = asyncio.Event()
         self.outbox_written = asyncio.Event()
 

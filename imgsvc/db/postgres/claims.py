@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 
 from ...models import Delivery, DeliveryState, ImageStatus, JobStatus, WorkItem, WorkKind
 from .base import Connections
+from .listen import WORK, announce
 from .rows import (
     DELIVERY_COLUMNS,
     FREE,
@@ -115,6 +116,8 @@ class ClaimQueries(Connections):
                 f"WHERE work.job_id = jobs.id AND lease_until >= {NOW})",
                 (jobs,),
             )
+            if jobs:
+                await announce(db, WORK)
         self.work_written.set()
 
     async def complete_work(self, owner: str, item: WorkItem) -> bool:
@@ -142,6 +145,8 @@ class ClaimQueries(Connections):
                 "WHERE job_id = %s) ON CONFLICT DO NOTHING",
                 (FINISH, item.job_id, item.job_id),
             )
+            if cursor.rowcount:
+                await announce(db, WORK)
         if cursor.rowcount:
             self.work_written.set()
         return True

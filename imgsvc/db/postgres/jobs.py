@@ -14,6 +14,7 @@ from ...models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry, P
 from ..interface import KeyTaken
 from ..slices import slice_numbers
 from .base import Connections, update_counters
+from .listen import OUTBOX, WORK, announce
 from .rows import JOB_COLUMNS, NOW, TERMINAL, job_from, job_values, owned
 
 IDEMPOTENCY_INDEX = "jobs_by_idempotency_key"
@@ -42,6 +43,7 @@ class JobQueries(Connections):
                     values,
                 )
                 await _copy_rows(db, job.id, products)
+                await announce(db, WORK)
         except errors.UniqueViolation as exc:
             if key is None or exc.diag.constraint_name != IDEMPOTENCY_INDEX:
                 raise
@@ -110,6 +112,7 @@ class JobQueries(Connections):
                     (entry.id, job_id, entry.url, entry.payload, str(DeliveryState.PENDING),
                      entry.created_at, entry.created_at),
                 )  # fmt: skip
+                await announce(db, OUTBOX)
         if entry is not None:
             self.outbox_written.set()
         return True
@@ -132,6 +135,7 @@ class JobQueries(Connections):
                 "INSERT INTO work (job_id, kind) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (job_id, str(WorkKind.CANCEL)),
             )
+            await announce(db, WORK)
         self.work_written.set()
         return True
 
@@ -162,6 +166,7 @@ class JobQueries(Connections):
                     "FROM images WHERE job_id = %s AND status = %s ON CONFLICT DO NOTHING",
                     (str(WorkKind.SLICE), job_id, str(ImageStatus.PENDING)),
                 )
+                await announce(db, WORK)
         if count:
             self.work_written.set()
         return count

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ...models import Delivery, DeliveryAttempt, DeliveryState
 from .base import Connections
+from .listen import OUTBOX, announce
 from .rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, NOW, NOW_PLUS, attempt_from, delivery_from
 
 
@@ -56,6 +57,7 @@ class WebhookQueries(Connections):
                 "round_start = attempts WHERE id = %s",
                 (str(DeliveryState.PENDING), delivery_id),
             )
+            await announce(db, OUTBOX)
         self.outbox_written.set()
 
     async def webhook_secret(self, make: Callable[[], str]) -> str:
