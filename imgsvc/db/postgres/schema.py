@@ -47,6 +47,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+    -- Every claim asks which jobs are being cancelled: a handful, however many jobs exist.
+    CREATE INDEX jobs_cancelling ON jobs (id) WHERE cancel_requested;
     CREATE TABLE products (
         job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
         seq integer NOT NULL,

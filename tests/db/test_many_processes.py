@@ -1,21 +1,60 @@
-"""Processes sharing a PostgreSQL database hear at once of work another one added."""
+"""What processes sharing one PostgreSQL database rely on beside the contract: they start
+together, agree on one webhook secret, claim each item once, and hear of each other's work."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 
 from imgsvc.db.postgres import PostgresDatabase
-from imgsvc.models import JobStatus, OutboxEntry
+from imgsvc.models import JobStatus, OutboxEntry, WorkKind
 
+from ..backends import PostgresServer
 from .test_contract import new_job, products_with
 
 pytestmark = pytest.mark.anyio
 
 HEARD_WITHIN = 2.0  # seconds; the engine's own polling would find it within one
+PROCESSES = 6
+
+
+async def test_processes_that_start_together_migrate_once(postgres_server: PostgresServer) -> None:
+    name = postgres_server.database()  # empty
+    url = postgres_server.url(name)
+    try:
+        opened = await asyncio.gather(*(PostgresDatabase.open(url) for _ in range(PROCESSES)))
+        secrets = await asyncio.gather(
+            *(db.webhook_secret(partial(str, f"whsec_{n}")) for n, db in enumerate(opened))
+        )
+        await asyncio.gather(*(db.close() for db in opened))
+    finally:
+        postgres_server.drop(name)
+    assert len(set(secrets)) == 1
+
+
+async def test_concurrent_claims_take_every_item_exactly_once(postgres_url: str) -> None:
+    processes = [await PostgresDatabase.open(postgres_url) for _ in range(PROCESSES)]
+    try:
+        for n in range(40):
+            products = products_with((f"http://h/{n}",))
+            await processes[0].create_job(new_job(products), products)
+
+        async def drain(db: PostgresDatabase, owner: str) -> list[int]:
+            taken: list[int] = []
+            while items := await db.claim_work(owner, 30.0, (WorkKind.SLICE,), 3):
+                assert len(items) <= 3
+                taken += [i.id for i in items]
+            return taken
+
+        claimed = await asyncio.gather(*(drain(db, f"p{n}") for n, db in enumerate(processes)))
+    finally:
+        await asyncio.gather(*(db.close() for db in processes))
+    every = [item for taken in claimed for item in taken]
+    assert len(every) == len(set(every)) == 40
 
 
 @pytest.fixture
