@@ -218,7 +218,7 @@ _test_database_url: str | None = None
 
 
 @pytest.fixture(autouse=True)
-def test_database(
+def service_database(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
     """Under `--database=postgres`, a new PostgreSQL database for each test, which
