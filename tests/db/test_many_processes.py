@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 
+import psycopg
 import pytest
 
 from imgsvc.db.postgres import PostgresDatabase
@@ -109,3 +110,36 @@ async def test_a_process_that_does_not_listen_hears_nothing(
     await heard(listener.work_written)  # its own commit
     await asyncio.sleep(0.5)
     assert not writer.work_written.is_set()
+
+
+async def test_a_claim_never_deadlocks_with_a_cancel_of_the_same_job(postgres_url: str) -> None:
+    """A cancel holds the job's row while it drops the job's free work; a claim of that work
+    meanwhile must not hold the work while it waits for the job's row."""
+    db = await PostgresDatabase.open(postgres_url)
+    products = products_with(("http://h/a",))
+    job = new_job(products)
+    await db.create_job(job, products)
+    try:
+        async with await psycopg.AsyncConnection.connect(postgres_url) as cancel:
+            await cancel.execute("UPDATE jobs SET cancel_requested = true WHERE id = %s", (job.id,))
+            claim = asyncio.create_task(db.claim_work("p0", 30.0, (WorkKind.SLICE,), 1))
+            async with asyncio.timeout(5):  # the claim is committed while the job is held
+                while not await claimed_by_someone(postgres_url, job.id):
+                    await asyncio.sleep(0.02)
+            await cancel.execute(
+                "DELETE FROM work WHERE job_id = %s AND lease_until IS NULL", (job.id,)
+            )
+            await cancel.commit()
+        (item,) = await claim
+    finally:
+        await db.close()
+    assert item.job_id == job.id
+
+
+async def claimed_by_someone(url: str, job_id: str) -> bool:
+    """Whether a committed claim holds work of the job, as any other connection sees it."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+        cursor = await db.execute(
+            "SELECT 1 FROM work WHERE job_id = %s AND owner IS NOT NULL", (job_id,)
+        )
+        return await cursor.fetchone() is not None

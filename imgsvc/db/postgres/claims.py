@@ -73,8 +73,12 @@ class ClaimQueries(Connections):
             # RETURNING of an UPDATE ... FROM keeps no order: the claim's order is restored.
             items = sorted((work_from(r) for r in await cursor.fetchall()),
                            key=lambda i: (i.slice or 0, i.id))  # fmt: skip
-            started = sorted({i.job_id for i in items if i.kind is WorkKind.SLICE})
-            if started:
+        # In a transaction of its own: a claim holding its rows while it waited for a job's
+        # row would deadlock with a cancel, which holds the job's row while it drops the
+        # job's free work.
+        started = sorted({i.job_id for i in items if i.kind is WorkKind.SLICE})
+        if started:
+            async with self._transaction() as db:
                 await db.execute(
                     f"UPDATE jobs SET status = '{JobStatus.PROCESSING}', updated_at = {NOW} "
                     f"WHERE id = ANY(%s) AND status = '{JobStatus.PENDING}'",
@@ -109,16 +113,19 @@ class ClaimQueries(Connections):
                 (sorted(item_ids), owner),
             )
             jobs = sorted({job_id for (job_id,) in await cursor.fetchall()})
-            # A job no process works on any more is waiting again, as it shows.
-            await db.execute(
-                f"UPDATE jobs SET status = '{JobStatus.PENDING}' WHERE id = ANY(%s) "
-                f"AND status = '{JobStatus.PROCESSING}' AND NOT EXISTS (SELECT 1 FROM work "
-                f"WHERE work.job_id = jobs.id AND lease_until >= {NOW})",
-                (jobs,),
-            )
             if jobs:
                 await announce(db, WORK)
         self.work_written.set()
+        if jobs:
+            # A job no process works on any more is waiting again, as it shows. Apart, as
+            # in claim_work: ending a job holds its row while it deletes the job's work.
+            async with self._transaction() as db:
+                await db.execute(
+                    f"UPDATE jobs SET status = '{JobStatus.PENDING}' WHERE id = ANY(%s) "
+                    f"AND status = '{JobStatus.PROCESSING}' AND NOT EXISTS (SELECT 1 "
+                    f"FROM work WHERE work.job_id = jobs.id AND lease_until >= {NOW})",
+                    (jobs,),
+                )
 
     async def complete_work(self, owner: str, item: WorkItem) -> bool:
         async with self._transaction() as db:
