@@ -29,6 +29,7 @@ MIB = 1024 * 1024
 WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_KEY_LENGTH = 16  # an API key shorter than this could be guessed
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule for a bucket name
+DATABASE_SCHEMES = ("postgresql://", "postgres://")  # what IMGSVC_DATABASE_URL may name
 
 
 class SettingsError(ValueError):
@@ -67,6 +68,12 @@ class Settings:
     lease_seconds: float = 30.0  # claimed work stays with a process that stops renewing it
     storage_url: str | None = None  # `s3://bucket/prefix`; None: the data folder
     s3_endpoint: str | None = None  # None: the provider's (AWS); set, the bucket is in the path
+    # `postgresql://…`: the database many processes share; None: SQLite in the data folder.
+    # repr=False: the URL may hold a password.
+    database_url: str | None = field(default=None, repr=False)
+    # Wake up at once when another process adds work (LISTEN); off behind PgBouncer in
+    # transaction mode, which cannot hold a LISTEN: then the engine polls every second.
+    database_listen: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -109,6 +116,9 @@ class Settings:
         self._validate_webhooks()
         _validate_api_keys(self.api_keys)
         _validate_storage(self.storage_url, self.s3_endpoint)
+        if self.database_url is not None and not self.database_url.startswith(DATABASE_SCHEMES):
+            # The URL itself is never quoted: it may hold a password.
+            raise SettingsError("IMGSVC_DATABASE_URL must start with postgresql://")
 
     def _validate_webhooks(self) -> None:
         if self.webhook_timeout <= 0:

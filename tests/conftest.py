@@ -204,9 +204,47 @@ def free_port() -> int:
         return port
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the database the service runs on in tests that do not choose one",
+    )
+
+
+# The database URL of the running test under `--database=postgres` (None: SQLite).
+_test_database_url: str | None = None
+
+
+@pytest.fixture(autouse=True)
+def service_database(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Under `--database=postgres`, a new PostgreSQL database for each test, which
+    `settings_for` and the environment (for the CLI) name unless the test chooses its own."""
+    global _test_database_url  # settings_for is a plain function, called by tests
+    if request.config.getoption("--database") != "postgres":
+        yield
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    # No event loop runs while a plain fixture is set up: the template is made here.
+    name = server.database(asyncio.run(server.template(migrated)))
+    _test_database_url = server.url(name)
+    monkeypatch.setenv("IMGSVC_DATABASE_URL", _test_database_url)
+    try:
+        yield
+    finally:
+        _test_database_url = None
+        server.drop(name)
+
+
 def settings_for(data_dir: Path, **changes: Any) -> Settings:
-    """Settings for a test: its own data folder, loopback image hosts allowed."""
-    return Settings(data_dir=data_dir, allow_private_urls=True, cpu_workers=2).with_(**changes)
+    """Settings for a test: its own data folder, loopback image hosts allowed (and the
+    database `--database` chose)."""
+    return Settings(
+        data_dir=data_dir, allow_private_urls=True, cpu_workers=2, database_url=_test_database_url
+    ).with_(**changes)
 
 
 @pytest.fixture
@@ -281,12 +319,29 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+async def migrated(url: str) -> None:
+    """Give the database at `url` the service's schema (a template's `prepare`)."""
+    from imgsvc.db.postgres import PostgresDatabase
+
+    database = await PostgresDatabase.open(url)
+    await database.close()
+
+
+@asynccontextmanager
+async def postgres_database(server: PostgresServer) -> AsyncIterator[str]:
+    """The URL of a new database with the service's schema, dropped when the block ends."""
+    name = server.database(await server.template(migrated))
+    try:
+        yield server.url(name)
+    finally:
+        server.drop(name)
+
+
 @pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """The URL of a new, empty database for one test, dropped after it."""
-    name = postgres_server.database()
-    yield postgres_server.url(name)
-    postgres_server.drop(name)
+async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """The URL of a new database with the service's schema for one test, dropped after it."""
+    async with postgres_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The database: one interface the pipeline and the routes use, and the backends behind it.
 
 `interface.py` says what is asked of a database; `sqlite/` is the embedded default (one
-file in the data folder). Every SQL statement lives under this package.
+file in the data folder), `postgres/` the database many processes share
+(IMGSVC_DATABASE_URL). Every SQL statement lives under this package.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ __all__ = ["Database", "KeyTaken", "open_database", "products_from_thread", "url
 async def open_database(settings: Settings, *, serving: bool = True) -> Database:
     """The backend the settings name, opened and migrated; `serving` for the service itself,
     not a command that only reads or sets something beside it."""
+    if settings.database_url is not None:
+        # Imported only here: psycopg is needed only when a database URL is set.
+        from .postgres import PostgresDatabase
+
+        listen = serving and settings.database_listen
+        return await PostgresDatabase.open(settings.database_url, listen=listen)
     from .sqlite import SqliteDatabase
 
     return await SqliteDatabase.open(settings.data_dir, serving=serving)

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class StorageFailure(Exception):
-    """Writing into the data folder failed (disk full, no permission): the job cannot go on."""
+    """Storing an output failed (disk full, no permission, bucket refused): the job cannot go on."""
 
 
 async def finished(db: Database, storage: Storage, job_id: str) -> None:

@@ -126,8 +126,8 @@ class SliceRun:
 def _storage_reason(exc: OSError) -> str:
     what = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return f"the data folder has no room for more images ({what})"
-    return f"images could not be written into the data folder ({what})"
+        return f"the storage has no room for more images ({what})"
+    return f"images could not be stored ({what})"
 
 
 class Recorder:

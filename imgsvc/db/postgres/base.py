@@ -1,0 +1,63 @@
+"""The connection pool every query goes through, and its transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from ...models import ImageStatus
+from .rows import NOW
+
+Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+
+
+class Connections:
+    """A pool of autocommit connections: a read is one statement, a write one transaction."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        # Set after this process's commits that add work or make a delivery due, and by
+        # the listener (listen.py) when another process announces one.
+        self.work_written = asyncio.Event()
+        self.outbox_written = asyncio.Event()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        async with self._pool.connection() as db, db.transaction():
+            yield db
+
+    async def _rows(self, query: str, args: tuple[object, ...] = ()) -> list[TupleRow]:
+        """Every row of one read, outside any transaction."""
+        async with self._pool.connection() as db:
+            return await (await db.execute(query, args)).fetchall()
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        await self._rows("SELECT 1")
+
+
+async def update_counters(
+    db: AsyncConnection[TupleRow], job_id: str, changed: dict[ImageStatus, int]
+) -> None:
+    # A product is processed when none of its images is pending: counted from the pending
+    # rows through an index, exact when one URL shared by many products ends.
+    await db.execute(
+        "UPDATE jobs SET processed_images = processed_images + %s, "
+        "succeeded_images = succeeded_images + %s, failed_images = failed_images + %s, "
+        "processed_products = total_products - (SELECT COUNT(DISTINCT product_seq) "
+        f"FROM images WHERE job_id = %s AND status = %s), updated_at = {NOW} "
+        "WHERE id = %s",
+        (
+            sum(changed.values()),
+            changed.get(ImageStatus.SUCCEEDED, 0),
+            changed.get(ImageStatus.FAILED, 0),
+            job_id,
+            str(ImageStatus.PENDING),
+            job_id,
+        ),
+    )

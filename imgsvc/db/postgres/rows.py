@@ -1,0 +1,103 @@
+"""Row shapes: column lists, the database's clock, and rows turned into records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from ...models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    ImageRecord,
+    ImageStatus,
+    Job,
+    JobOptions,
+    JobStatus,
+    OutputFormat,
+    WorkItem,
+    WorkKind,
+)
+
+# The database's clock: `clock_timestamp()`, not `now()`, which stands still for the whole
+# transaction. NOW_PLUS is the same `%s` seconds from now.
+NOW = "clock_timestamp()"
+NOW_PLUS = "clock_timestamp() + make_interval(secs => %s)"
+FREE = f"(lease_until IS NULL OR lease_until < {NOW})"
+
+# The ended states as an SQL list, from the one place that says which they are.
+TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.terminal) + ")"
+
+JOB_COLUMNS = (
+    "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
+    "quality, max_dimension, format, progressive, header, total_products, total_images, "
+    "processed_products, processed_images, succeeded_images, failed_images, csv_filename"
+)
+IMAGE_COLUMNS = (
+    "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height, "
+    "kept_input"
+)
+DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
+ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
+WORK_COLUMNS = "id, job_id, kind, slice"
+
+
+def qualified(table: str, columns: str) -> str:
+    """A column list with each column named by its table, as `UPDATE ... FROM` needs."""
+    return ", ".join(f"{table}.{column}" for column in columns.split(", "))
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """A time read from the database in UTC, whatever the session's time zone."""
+    return None if moment is None else moment.astimezone(UTC)
+
+
+def owned(where: str, args: tuple[Any, ...], owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """`where` narrowed to one owner's jobs; None (API keys off) narrows nothing."""
+    if owner is None:
+        return where, args
+    return f"{where} AND owner = %s", (*args, owner)
+
+
+def job_values(job: Job) -> tuple[Any, ...]:
+    o = job.options
+    return (
+        job.id, str(job.status), job.message, job.created_at, job.updated_at, job.completed_at,
+        job.base_url, job.webhook_url, o.quality, o.max_dimension, str(o.format), o.progressive,
+        Jsonb(list(job.header)), job.total_products, job.total_images, job.processed_products,
+        job.processed_images, job.succeeded_images, job.failed_images, job.csv_filename,
+    )  # fmt: skip
+
+
+def job_from(row: Any) -> Job:
+    (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
+     max_dimension, fmt, progressive, header, *counters) = row  # fmt: skip
+    return Job(
+        id_, JobStatus(status), message, created.astimezone(UTC), updated.astimezone(UTC),
+        utc(completed), base_url, webhook_url,
+        JobOptions(quality, max_dimension, OutputFormat(fmt), progressive), tuple(header),
+        *counters,
+    )  # fmt: skip
+
+
+def delivery_from(row: Any) -> Delivery:
+    id_, job_id, url, payload, state, attempts, round_start, next_attempt_at = row
+    return Delivery(id_, job_id, url, payload, DeliveryState(state), attempts, round_start,
+                    utc(next_attempt_at))  # fmt: skip
+
+
+def attempt_from(row: Any) -> DeliveryAttempt:
+    number, at, *rest = row
+    return DeliveryAttempt(number, at.astimezone(UTC), *rest)
+
+
+def work_from(row: Any) -> WorkItem:
+    id_, job_id, kind, slice_no = row
+    return WorkItem(id_, job_id, WorkKind(kind), slice_no)
+
+
+def image_from(row: Any) -> ImageRecord:
+    url, status, *rest = row
+    return ImageRecord(url, ImageStatus(status), *rest)
