@@ -28,8 +28,9 @@ crashtest: $(INSTALLED)  ## the kill -9 loop, long: CRASH_ROUNDS rounds (default
 demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with curl, the results
 	scripts/demo.sh
 
-bench: $(INSTALLED)  ## the benchmark: the service against the machine's ceiling (a few minutes)
+bench: $(INSTALLED)  ## the benchmark: the service against the machine's ceiling, then the output formats (minutes)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_images.py
 
 image:  ## the container image, built with buildah on a base made from Debian's packages (minutes)
 	scripts/test-deps.sh image
