@@ -1,5 +1,6 @@
 """The README and the docs it links say what the code does: the settings table matches what
-imgsvc reads, both ways and with every default, and every file they name exists."""
+imgsvc reads, both ways and with every default, and every file they name exists; compose.yaml
+sets only real settings."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from imgsvc.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+COMPOSE = ROOT / "compose.yaml"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 # A row of the settings table: | `IMGSVC_NAME` | default | meaning |
 ROW = re.compile(r"^\| `(IMGSVC_[A-Z0-9_]+)` \| ([^|]+) \|", re.MULTILINE)
@@ -21,6 +23,9 @@ READ = re.compile(r"environ\.get\(\s*\"(IMGSVC_[A-Z0-9_]+)\"")
 CLIENT_DEFAULTS = {"IMGSVC_SERVER": cli.DEFAULT_SERVER, "IMGSVC_API_KEY": None}
 PATH = re.compile(r"(?<![\w/.-])((?:imgsvc|tests|scripts)/[\w./-]*[\w/])")
 LINK = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
+# What compose.yaml sets (`IMGSVC_NAME: value`) and mounts from the repository (`./file:`).
+SET = re.compile(r"^\s+(IMGSVC_[A-Z0-9_]+):", re.MULTILINE)
+MOUNTED = re.compile(r"^\s+- \./([\w.-]+):", re.MULTILINE)
 
 
 def table() -> dict[str, str]:
@@ -95,3 +100,14 @@ def test_every_file_and_link_the_readme_and_docs_name_exists() -> None:
             assert target.exists(), f"{page.name} links {link}, which does not exist"
     linked = set(LINK.findall(README.read_text(encoding="utf-8")))
     assert {f"docs/{doc.name}" for doc in DOCS} <= linked, "a docs page the README never links"
+
+
+def test_compose_sets_only_real_settings_and_mounts_files_that_exist() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    set_there = set(SET.findall(text))
+    assert {"IMGSVC_DATABASE_URL", "IMGSVC_STORAGE_URL", "IMGSVC_PUBLIC_URL"} <= set_there
+    assert set_there - set(read_by_code()) == set(), "compose.yaml sets what imgsvc never reads"
+    mounted = MOUNTED.findall(text)
+    assert mounted
+    for name in mounted:
+        assert (ROOT / name).is_file(), f"compose.yaml mounts {name}, which does not exist"
