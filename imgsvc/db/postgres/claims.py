@@ -11,18 +11,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from ...models import Delivery, DeliveryState, ImageStatus, JobStatus, WorkItem, WorkKind
+from ..columns import DELIVERY_COLUMNS, WORK_COLUMNS
 from .base import Connections
 from .listen import WORK, announce
-from .rows import (
-    DELIVERY_COLUMNS,
-    FREE,
-    NOW,
-    NOW_PLUS,
-    WORK_COLUMNS,
-    delivery_from,
-    qualified,
-    work_from,
-)
+from .rows import FREE, NOW, NOW_PLUS, delivery_from, qualified, work_from
 
 SLICE, CANCEL, FINISH = str(WorkKind.SLICE), str(WorkKind.CANCEL), str(WorkKind.FINISH)
 

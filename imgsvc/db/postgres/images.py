@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...models import ImageRecord, ImageStatus, ProductRecord, WorkKind
+from ..columns import IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import IMAGE_COLUMNS, NOW, image_from
+from .rows import NOW, image_from
 
 
 class ImageQueries(Connections):

@@ -11,11 +11,12 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from ...models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry, Product, WorkKind
+from ..columns import JOB_COLUMNS, TERMINAL
 from ..interface import KeyTaken
 from ..slices import slice_numbers
 from .base import Connections, update_counters
 from .listen import OUTBOX, WORK, announce
-from .rows import JOB_COLUMNS, NOW, TERMINAL, job_from, job_values, owned
+from .rows import NOW, job_from, job_values, owned
 
 IDEMPOTENCY_INDEX = "jobs_by_idempotency_key"
 

@@ -27,22 +27,6 @@ NOW = "clock_timestamp()"
 NOW_PLUS = "clock_timestamp() + make_interval(secs => %s)"
 FREE = f"(lease_until IS NULL OR lease_until < {NOW})"
 
-# The ended states as an SQL list, from the one place that says which they are.
-TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.terminal) + ")"
-
-JOB_COLUMNS = (
-    "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
-    "quality, max_dimension, format, progressive, header, total_products, total_images, "
-    "processed_products, processed_images, succeeded_images, failed_images, csv_filename"
-)
-IMAGE_COLUMNS = (
-    "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height, "
-    "kept_input"
-)
-DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
-ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
-WORK_COLUMNS = "id, job_id, kind, slice"
-
 
 def qualified(table: str, columns: str) -> str:
     """A column list with each column named by its table, as `UPDATE ... FROM` needs."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...models import Delivery, DeliveryAttempt, DeliveryState
+from ..columns import ATTEMPT_COLUMNS, DELIVERY_COLUMNS
 from .base import Connections
 from .listen import OUTBOX, announce
-from .rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, NOW, NOW_PLUS, attempt_from, delivery_from
+from .rows import NOW, NOW_PLUS, attempt_from, delivery_from
 
 
 class WebhookQueries(Connections):

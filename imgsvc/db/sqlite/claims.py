@@ -11,8 +11,9 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ...models import Delivery, DeliveryState, ImageStatus, JobStatus, WorkItem, WorkKind
+from ..columns import DELIVERY_COLUMNS, WORK_COLUMNS
 from .base import Connections
-from .rows import DELIVERY_COLUMNS, NOW, NOW_PLUS, WORK_COLUMNS, delivery_from, seconds, work_from
+from .rows import NOW, NOW_PLUS, delivery_from, seconds, work_from
 
 FREE = f"(lease_until IS NULL OR lease_until < {NOW})"
 

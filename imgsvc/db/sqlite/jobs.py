@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from ...models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry, Product, WorkKind
+from ..columns import JOB_COLUMNS, TERMINAL
 from ..interface import KeyTaken
 from ..slices import slice_numbers
 from .base import Connections, update_counters
-from .rows import JOB_COLUMNS, NOW, TERMINAL, job_from, job_values, owned, stored
+from .rows import NOW, job_from, job_values, owned, stored
 
 
 class JobQueries(Connections):

@@ -54,23 +54,6 @@ def read_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-# The ended states as an SQL list, from the one place that says which they are.
-TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.terminal) + ")"
-
-JOB_COLUMNS = (
-    "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
-    "quality, max_dimension, format, progressive, header, total_products, total_images, "
-    "processed_products, processed_images, succeeded_images, failed_images, csv_filename"
-)
-IMAGE_COLUMNS = (
-    "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height, "
-    "kept_input"
-)
-DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
-ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
-WORK_COLUMNS = "id, job_id, kind, slice"
-
-
 def owned(where: str, args: tuple[Any, ...], owner: str | None) -> tuple[str, tuple[Any, ...]]:
     """`where` narrowed to one owner's jobs; None (API keys off) narrows nothing."""
     if owner is None:

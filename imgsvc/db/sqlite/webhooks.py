@@ -5,17 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...models import Delivery, DeliveryAttempt, DeliveryState
+from ..columns import ATTEMPT_COLUMNS, DELIVERY_COLUMNS
 from .base import Connections
-from .rows import (
-    ATTEMPT_COLUMNS,
-    DELIVERY_COLUMNS,
-    NOW,
-    NOW_PLUS,
-    attempt_from,
-    delivery_from,
-    seconds,
-    stored,
-)
+from .rows import NOW, NOW_PLUS, attempt_from, delivery_from, seconds, stored
 
 
 class WebhookQueries(Connections):
