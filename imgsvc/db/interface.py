@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
@@ -107,6 +108,10 @@ class Database(Protocol):
 
     async def delete_job(self, job_id: str, cutoff: datetime) -> bool:
         """Delete an ended job older than `cutoff` with everything that belongs to it."""
+
+    def retention_turn(self) -> AbstractAsyncContextManager[bool]:
+        """Whether this process sweeps expired jobs now: True in one process at a time
+        among those sharing the database (the others skip this sweep)."""
 
     # Images and products
 

@@ -38,14 +38,15 @@ async def sweep(db: Database, storage: Storage, days: int) -> int:
     """Remove every job that ended more than `days` ago; how many were removed."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
     removed = 0
-    # A job that fails the delete's re-check no longer matches, so the loop ends.
-    while jobs := await db.expired_jobs(cutoff, BATCH):
-        for job in jobs:
-            names = await _file_names(db, job)
-            if await db.delete_job(job.id, cutoff):
-                await storage.remove_images(names)
-                await storage.remove_results(job.id)
-                removed += 1
+    async with db.retention_turn() as mine:
+        # A job that fails the delete's re-check no longer matches, so the loop ends.
+        while mine and (jobs := await db.expired_jobs(cutoff, BATCH)):
+            for job in jobs:
+                names = await _file_names(db, job)
+                if await db.delete_job(job.id, cutoff):
+                    await storage.remove_images(names)
+                    await storage.remove_results(job.id)
+                    removed += 1
     return removed
 
 

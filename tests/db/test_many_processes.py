@@ -143,3 +143,18 @@ async def claimed_by_someone(url: str, job_id: str) -> bool:
             "SELECT 1 FROM work WHERE job_id = %s AND owner IS NOT NULL", (job_id,)
         )
         return await cursor.fetchone() is not None
+
+
+async def test_one_process_at_a_time_sweeps_expired_jobs(postgres_url: str) -> None:
+    first = await PostgresDatabase.open(postgres_url)
+    second = await PostgresDatabase.open(postgres_url)
+    try:
+        async with first.retention_turn() as mine:
+            assert mine
+            async with second.retention_turn() as theirs:
+                assert not theirs  # the first still sweeps
+        async with second.retention_turn() as theirs:
+            assert theirs  # the first has ended its sweep
+    finally:
+        await first.close()
+        await second.close()

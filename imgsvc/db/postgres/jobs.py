@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from .listen import OUTBOX, WORK, announce
 from .rows import NOW, job_from, job_values, owned
 
 IDEMPOTENCY_INDEX = "jobs_by_idempotency_key"
+RETENTION_LOCK = 0x72657465  # "rete": the advisory lock one sweeping process holds
 
 
 class JobQueries(Connections):
@@ -192,6 +194,20 @@ class JobQueries(Connections):
                 return False
             await db.execute("DELETE FROM images WHERE job_id = %s", (job_id,))
         return True
+
+    @asynccontextmanager
+    async def retention_turn(self) -> AsyncIterator[bool]:
+        # A session lock, released on the connection that took it before the pool has it
+        # back: a lock left on a pooled connection would outlive the sweep.
+        async with self._pool.connection() as db:
+            cursor = await db.execute("SELECT pg_try_advisory_lock(%s)", (RETENTION_LOCK,))
+            row = await cursor.fetchone()
+            mine = bool(row and row[0])
+            try:
+                yield mine
+            finally:
+                if mine:
+                    await db.execute("SELECT pg_advisory_unlock(%s)", (RETENTION_LOCK,))
 
 
 async def _copy_rows(

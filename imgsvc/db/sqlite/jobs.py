@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -230,6 +231,10 @@ class JobQueries(Connections):
                 (job_id, stored(cutoff)),
             )
             return cursor.rowcount == 1
+
+    @asynccontextmanager
+    async def retention_turn(self) -> AsyncIterator[bool]:
+        yield True  # one process owns the file: its turn always
 
 
 def _image_rows(
