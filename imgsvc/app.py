@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from .api.auth import ApiKeyAuth
 from .api.routes import ROUTES
 from .api.services import Services
+from .api.watchers import JobWatchers
 from .config import Settings
 from .db import Database, open_database
 from .errors import ApiError
@@ -108,7 +109,9 @@ async def _services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[S
             stack.push_async_callback(_cancel, cleaner)
         stack.push_async_callback(lifecycle.drain)
         lifecycle.ready(runner)
-        yield Services(settings, db, storage, runner, lifecycle)
+        watchers = JobWatchers(db)
+        stack.push_async_callback(watchers.close)
+        yield Services(settings, db, storage, runner, lifecycle, watchers)
 
 
 def _fetcher(settings: Settings) -> Fetcher:

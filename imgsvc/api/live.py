@@ -5,13 +5,14 @@ and sends them; it also answers HEAD with the headers alone, where a plain strea
 response would go on polling the job and hold the connection until the job ended.
 
 The job runner commits progress in batches about every half second, so reading the job
-row at that pace shows every step a person could see, costs one indexed read per stream,
-and works the same for a job run by another process sharing the database.
+row at that pace shows every step a person could see. Each process reads a watched job
+once per interval and fans the read out to every stream on it, so the cost grows with the
+jobs watched, not the watchers, and it works the same for a job run by another process
+sharing the database.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,12 +21,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..db import Database
 from ..pipeline import archive
 from .payloads import links, status_object
 from .services import ended_job, job_of, services_of
+from .watchers import POLL_INTERVAL, JobWatchers
 
-POLL_INTERVAL = 0.5  # seconds between reads of the job row
 KEEPALIVE = 15.0  # seconds of silence after which a comment keeps proxies from closing
 RETRY_MS = 2000  # how long a browser's EventSource waits before reconnecting
 SEP = "\n"  # lines end in LF, as the stream has always sent them (the library's default: CRLF)
@@ -39,15 +39,14 @@ def sse(event: str, data: Any) -> ServerSentEvent:
 
 
 async def progress_events(
-    db: Database, job_id: str, interval: float = POLL_INTERVAL
+    watchers: JobWatchers, job_id: str, interval: float = POLL_INTERVAL
 ) -> AsyncIterator[ServerSentEvent]:
     """`progress` events with the status object as it changes, then one `done` at the end
     (the status object with the links to the results)."""
     yield RETRY
     last: dict[str, Any] | None = None
     quiet = 0.0
-    while True:
-        job = await db.get_job(job_id)
+    async for job in watchers.follow(job_id):
         if job is None:  # removed while watched (retention)
             yield sse("error", {"detail": "the request id was not found", "code": "not_found"})
             return
@@ -61,14 +60,13 @@ async def progress_events(
         if job.status.terminal:
             yield sse("done", body | links(job))
             return
-        await asyncio.sleep(interval)
         quiet += interval
 
 
 async def progress(request: Request) -> Response:
     job = await job_of(request)
     return EventSourceResponse(
-        progress_events(services_of(request).db, job.id),
+        progress_events(services_of(request).watchers, job.id),
         # The library adds X-Accel-Buffering: no, so that proxies (nginx) pass each event
         # on as it comes; no-cache rather than its no-store, as the stream always said.
         headers={"Cache-Control": "no-cache"},

@@ -15,6 +15,7 @@ from ..pipeline.queue import JobRunner
 from ..storage import Storage
 from .auth import request_owner
 from .upload_form import whole_number
+from .watchers import JobWatchers
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Services:
     storage: Storage
     runner: JobRunner
     lifecycle: Lifecycle
+    watchers: JobWatchers
 
 
 def services_of(request: Request) -> Services:

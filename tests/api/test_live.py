@@ -7,7 +7,10 @@ import io
 import json
 import logging
 import re
+import sqlite3
 import zipfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +18,14 @@ from aiohttp import web
 
 from imgsvc import logs
 
-from ..conftest import ImageHost, Receiver, Service, jpeg_bytes
+from ..conftest import (
+    ImageHost,
+    Receiver,
+    Service,
+    jpeg_bytes,
+    running_service,
+    settings_for,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +57,10 @@ async def slow_csv(image_host: ImageHost, count: int) -> str:
     urls = [image_host.route(f"/slow/{n}.jpg", slow) for n in range(1, count + 1)]
     rows = "".join(f'{n},SKU{n},"{url}"\n' for n, url in enumerate(urls, start=1))
     return "S. No.,Product Name,Input Image Urls\n" + rows
+
+
+STREAMS = 40  # browsers watching one job
+WINDOW = 2.0  # seconds the reads are counted
 
 
 async def test_events_show_the_job_moving_then_done(
@@ -115,6 +129,42 @@ async def test_head_of_a_running_job_s_events_does_not_hold_the_connection(
     finally:
         writer.close()
         release.set()
+
+
+async def test_many_streams_on_one_job_cost_one_read_of_it_per_interval(
+    tmp_path: Path, image_host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    connect: Callable[..., sqlite3.Connection] = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    url, release = image_host.held("/held.jpg", jpeg_bytes(50, 50))
+    async with running_service(settings_for(tmp_path / "data")) as service:
+        _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
+
+        def reads() -> int:
+            return sum(f"FROM jobs WHERE id = '{answer['request_id']}'" in s for s in statements)
+
+        async def watch() -> list[bytes]:
+            async with service.client.get(answer["events_url"]) as response:
+                return [line async for line in response.content if line.startswith(b"event:")]
+
+        streams = [asyncio.create_task(watch()) for _ in range(STREAMS)]
+        await asyncio.sleep(0.5)  # every stream is open
+        before = reads()
+        await asyncio.sleep(WINDOW)
+        during = reads() - before
+        release.set()
+        async with asyncio.timeout(30):
+            events = await asyncio.gather(*streams)
+    assert all(seen[-1] == b"event: done\n" for seen in events)
+    # One read per half second for all of them, where each stream used to make its own.
+    assert during <= WINDOW / 0.5 + 2, during
 
 
 async def test_events_of_an_unknown_id_is_404(service: Service) -> None:
