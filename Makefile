@@ -22,8 +22,8 @@ test: $(INSTALLED)  ## every test (installs the programs they start when missing
 	scripts/test-deps.sh
 	$(BIN)/pytest
 
-crashtest: $(INSTALLED)  ## the kill -9 loop, long: CRASH_ROUNDS rounds (default 200)
-	IMGSVC_CRASH_ROUNDS=$${CRASH_ROUNDS:-200} $(BIN)/pytest -s tests/e2e/test_crash.py
+crashtest: $(INSTALLED)  ## the kill -9 loops, one process and three, long: CRASH_ROUNDS rounds (default 200)
+	IMGSVC_CRASH_ROUNDS=$${CRASH_ROUNDS:-200} $(BIN)/pytest -s tests/e2e/test_crash.py tests/e2e/test_crash_many.py
 
 demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with curl, the results
 	scripts/demo.sh

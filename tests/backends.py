@@ -21,8 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import obstore
 import psycopg
 import pytest
+from obstore.store import S3Store
 from psycopg import sql
 from psycopg.rows import TupleRow
 
@@ -174,6 +176,21 @@ class S3Bucket:
             "AWS_SECRET_ACCESS_KEY": self.server.secret_access_key,
             "AWS_REGION": self.server.region,
         }
+
+    def objects(self) -> dict[str, bytes]:
+        """Every object in the bucket and its bytes, as another S3 client sees them."""
+        store = S3Store(
+            self.name,
+            endpoint=self.server.endpoint,
+            # Credentials given, so the client never looks for a cloud's instance metadata.
+            access_key_id=self.server.access_key_id,
+            secret_access_key=self.server.secret_access_key,
+            region=self.server.region,
+            virtual_hosted_style_request=False,
+            client_options={"allow_http": True},
+        )
+        keys = [entry["path"] for batch in obstore.list(store) for entry in batch]
+        return {key: bytes(obstore.get(store, key).bytes()) for key in keys}
 
 
 LISTENING = re.compile(r"Running on (http://127\.0\.0\.1:\d+)")

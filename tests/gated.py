@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,13 +17,14 @@ from .conftest import jpeg_bytes, loopback_server
 @dataclass
 class GatedHost:
     """Serves /img/{name}: a small JPEG, once the gate is open; /missing/{name}: 404 until
-    `found` says otherwise. Counts requests per path."""
+    `found` says otherwise. Counts requests per path, and notes when each arrived."""
 
     server: TestServer = field(init=False)  # set when the server starts
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: int = 0
     hits: dict[str, int] = field(default_factory=dict)
     found: set[str] = field(default_factory=set)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each request
     body: bytes = field(default_factory=lambda: jpeg_bytes(64, 48))
 
     def url(self, path: str) -> str:
@@ -42,6 +44,7 @@ class GatedHost:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.hits[request.path] = self.hits.get(request.path, 0) + 1
+        self.arrivals.append(time.monotonic())
         if request.path.startswith("/missing/") and request.path not in self.found:
             return web.Response(status=404, text="not here")
         self.waiting += 1

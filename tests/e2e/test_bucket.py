@@ -12,9 +12,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import obstore
 import pytest
-from obstore.store import S3Store
 
 from imgsvc.config import Settings
 
@@ -46,21 +44,9 @@ def bucket_settings(
     return settings_for(tmp_path / "data", storage_url=url, s3_endpoint=bucket.server.endpoint)
 
 
-def objects(bucket: S3Bucket) -> dict[str, bytes]:
-    """Every object in the bucket and its bytes, as another S3 client sees them."""
-    store = S3Store(
-        bucket.name,
-        endpoint=bucket.server.endpoint,
-        virtual_hosted_style_request=False,
-        client_options={"allow_http": True},
-    )
-    keys = [entry["path"] for batch in obstore.list(store) for entry in batch]
-    return {key: bytes(obstore.get(store, key).bytes()) for key in keys}
-
-
 def outputs(bucket: S3Bucket) -> dict[str, bytes]:
     """The output images in the bucket, by name."""
-    found = objects(bucket).items()
+    found = bucket.objects().items()
     return {k.rsplit("/", 1)[1]: v for k, v in found if k.startswith(f"{PREFIX}/images/")}
 
 
@@ -83,7 +69,7 @@ async def test_a_job_is_stored_in_and_served_from_the_bucket(
     final = await service.wait(job_id)
     assert (final["status"], final["progress"]["succeeded_images"]) == ("completed", 3)
 
-    stored = objects(s3_bucket)
+    stored = s3_bucket.objects()
     images = outputs(s3_bucket)
     assert len(images) == 3
     results = f"{PREFIX}/results/{job_id}.csv"
