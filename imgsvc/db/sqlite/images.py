@@ -24,7 +24,6 @@ class ImageQueries(Connections):
         return [r[0] for r in rows]
 
     async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
-        """Store how URLs ended, for every pending occurrence, and update the job's counters."""
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
         by_status: dict[ImageStatus, list[tuple[Any, ...]]] = {s: [] for s in changed}
         for r in records:
@@ -65,7 +64,6 @@ class ImageQueries(Connections):
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str
     ) -> int:
-        """End every pending image of a job in `status` with `code`; how many there were."""
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE images SET status = ?, error_code = ?, error_message = ? "
@@ -76,7 +74,6 @@ class ImageQueries(Connections):
             return cursor.rowcount
 
     async def products(self, job_id: str, offset: int, limit: int) -> list[ProductRecord]:
-        """A page of a job's products in input order, each with its images."""
         products = list(
             await self._reader.execute_fetchall(
                 "SELECT seq, line, serial_number, product_name, cells FROM products "
@@ -105,7 +102,6 @@ class ImageQueries(Connections):
     async def job_urls(
         self, job_id: str, after: str, limit: int, status: ImageStatus | None = None
     ) -> list[str]:
-        """A page of a job's distinct URLs (with `status` only) in order, after `after`."""
         sql = "SELECT DISTINCT url FROM images WHERE job_id = ? AND url > ?"
         args: tuple[Any, ...] = (job_id, after)
         if status is not None:

@@ -28,10 +28,6 @@ class JobQueries(Connections):
         *,
         owner: str | None = None,
     ) -> None:
-        """Insert a job with all its products and images in one transaction.
-
-        `idempotency` is (key, digest of the upload); a key already taken raises KeyTaken
-        and nothing is inserted. `owner` is the hash of the API key that created it."""
         try:
             await self._create_job(job, products, idempotency, owner)
         except sqlite3.IntegrityError as exc:
@@ -76,7 +72,6 @@ class JobQueries(Connections):
         self.work_written.set()
 
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
-        """A job by id; with `owner`, only if that owner created it."""
         where, args = owned("id = ?", (job_id,), owner)
         rows = await self._reader.execute_fetchall(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", args
@@ -86,7 +81,6 @@ class JobQueries(Connections):
     async def list_jobs(
         self, offset: int, limit: int, *, owner: str | None = None
     ) -> tuple[list[Job], int]:
-        """Jobs newest first (with `owner`, only theirs), and how many there are in all."""
         where, args = owned("1", (), owner)
         rows = await self._reader.execute_fetchall(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} "
@@ -99,7 +93,6 @@ class JobQueries(Connections):
         return [job_from(r) for r in rows], next(iter(total))[0]
 
     async def jobs_by_state(self) -> dict[str, int]:
-        """How many jobs are in each state (for metrics)."""
         rows = await self._reader.execute_fetchall(
             "SELECT status, COUNT(*) FROM jobs GROUP BY status"
         )
@@ -114,12 +107,6 @@ class JobQueries(Connections):
         *,
         only_from: JobStatus | None = None,
     ) -> bool:
-        """Move a job to a terminal `status` and write its webhook in the same transaction.
-
-        `outbox` gets the job as it now stands and returns the webhook message to send (None
-        when the job has no webhook URL); pass `webhooks.outbox_entry`. The job moves only
-        if it has not ended yet (with `only_from`: only from that state). True if it moved.
-        """
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal state")
         sql = (
@@ -151,7 +138,6 @@ class JobQueries(Connections):
         return True
 
     async def job_by_idempotency_key(self, key: str) -> tuple[Job, str] | None:
-        """The job an upload with this Idempotency-Key created, and that upload's digest."""
         rows = await self._reader.execute_fetchall(
             f"SELECT {JOB_COLUMNS}, upload_digest FROM jobs WHERE idempotency_key = ?", (key,)
         )
@@ -182,10 +168,6 @@ class JobQueries(Connections):
         return True
 
     async def retry_failed(self, job_id: str) -> int | None:
-        """Put an ended job's failed images back to pending and the job with them.
-
-        None if the job has not ended; otherwise how many images were re-queued (0: nothing
-        changed)."""
         async with self._transaction() as db:
             rows = await db.execute_fetchall(
                 f"SELECT status IN {TERMINAL} FROM jobs WHERE id = ?", (job_id,)

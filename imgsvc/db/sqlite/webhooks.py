@@ -35,7 +35,6 @@ class WebhookQueries(Connections):
             )
 
     async def latest_delivery(self, job_id: str) -> tuple[Delivery, list[DeliveryAttempt]] | None:
-        """A job's most recent webhook delivery with every attempt, oldest first."""
         rows = await self._reader.execute_fetchall(
             f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = ? "
             "ORDER BY created_at DESC, rowid DESC LIMIT 1",
@@ -51,7 +50,6 @@ class WebhookQueries(Connections):
         return delivery, [attempt_from(a) for a in attempts]
 
     async def redeliver(self, delivery_id: str) -> None:
-        """Make a delivery due now with a fresh round of retries (its id stays the same)."""
         async with self._transaction() as db:
             await db.execute(
                 f"UPDATE webhook_deliveries SET state = ?, next_attempt_at = {NOW}, "
