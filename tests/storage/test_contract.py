@@ -332,6 +332,19 @@ async def test_a_failed_encode_leaves_nothing_behind(
         await read(backend.storage.image_chunks(name))
 
 
+async def settled_whole_or_absent(backend: Backend, name: str, data: bytes) -> set[str]:
+    """After a cancelled put: the image is whole or absent, and nothing appears later.
+    What the backend holds then."""
+    held = backend.held()
+    try:
+        stored: bytes | None = await read(backend.storage.image_chunks(name))
+    except FileNotFoundError:
+        stored = None
+    assert stored in (data, None)
+    await asyncio.sleep(0.1)
+    assert backend.held() == held, "something appeared after the cancel"
+    return held
+
 async def test_a_cancelled_put_returns_once_its_write_has_ended(
     backend: Backend, pool: ThreadPoolExecutor
 ) -> None:
@@ -353,14 +366,7 @@ async def test_a_cancelled_put_returns_once_its_write_has_ended(
     with pytest.raises(asyncio.CancelledError):
         await put_task
     # Nothing appears after the cancel: the image is whole, or absent (a caller removes it).
-    held = backend.held()
-    try:
-        stored: bytes | None = await read(backend.storage.image_chunks(name))
-    except FileNotFoundError:
-        stored = None
-    assert stored in (data, None)
-    await asyncio.sleep(0.1)
-    assert backend.held() == held
+    await settled_whole_or_absent(backend, name, data)
 
 
 async def test_a_put_cancelled_as_its_encode_ends_stores_nothing_afterwards(
@@ -383,15 +389,8 @@ async def test_a_put_cancelled_as_its_encode_ends_stores_nothing_afterwards(
         put_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await put_task
-        held = backend.held()
-        try:
-            stored: bytes | None = await read(backend.storage.image_chunks(name))
-        except FileNotFoundError:
-            stored = None
-        assert stored in (data, None)
-        await asyncio.sleep(0.1)
-        assert backend.held() == held, f"something appeared after a put cancelled at {delay}"
-        assert not [path for path in held if path.startswith("tmp/")]
+        held = await settled_whole_or_absent(backend, name, data)
+        assert not [path for path in held if path.startswith("tmp/")], delay
 
 
 async def test_results_download_and_replace(backend: Backend, web: Web) -> None:
