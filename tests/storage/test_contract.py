@@ -345,6 +345,7 @@ async def settled_whole_or_absent(backend: Backend, name: str, data: bytes) -> s
     assert backend.held() == held, "something appeared after the cancel"
     return held
 
+
 async def test_a_cancelled_put_returns_once_its_write_has_ended(
     backend: Backend, pool: ThreadPoolExecutor
 ) -> None:
