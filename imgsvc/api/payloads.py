@@ -56,6 +56,7 @@ def status_object(job: Job) -> dict[str, Any]:
             "processed_images": job.processed_images,
             "succeeded_images": job.succeeded_images,
             "failed_images": job.failed_images,
+            "reused_images": job.reused_images,
             "percentage": percentage(job),
         },
         "created_at": timestamp(job.created_at),
@@ -167,4 +168,5 @@ def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]
         "width": image.width,
         "height": image.height,
         "kept_input": image.kept_input,
+        "reused": image.reused,
     }

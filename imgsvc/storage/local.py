@@ -62,6 +62,9 @@ class LocalStorage:
             await asyncio.wait([asyncio.wrap_future(future)])
             raise
 
+    async def copy_image(self, source: str, target: str) -> None:
+        await asyncio.to_thread(self._link_image, source, target)
+
     async def put_results(self, job_id: str, write: Callable[[TextIO], None]) -> None:
         await asyncio.to_thread(self._write_results, self._results_path(job_id), write)
 
@@ -143,6 +146,20 @@ class LocalStorage:
             part.unlink(missing_ok=True)
             raise
         return result, size
+
+    def _link_image(self, source: str, target: str) -> None:
+        # A second name for the same bytes, linked in tmp/ and renamed into place like any
+        # write. Every write makes a new file, so no write through one name shows in the other.
+        if not IMAGE_NAME.fullmatch(target):
+            raise ValueError(f"not an image name: {target!r}")
+        part = self._tmp / f"{target}.part"
+        part.unlink(missing_ok=True)
+        try:
+            os.link(self._image_path(source), part)
+            os.replace(part, self._image_path(target))
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
 
     def _write_results(self, target: Path, write: Callable[[TextIO], None]) -> None:
         with (

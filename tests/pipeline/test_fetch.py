@@ -44,7 +44,7 @@ async def failure(fetcher: Fetcher, url: str) -> FetchError:
 
 async def test_an_allowed_host_is_fetched(fetcher: Fetcher, host: ImageHost) -> None:
     body = jpeg_bytes(20, 20)
-    assert await fetcher.fetch(host.add("/a.jpg", body)) == body
+    assert (await fetcher.fetch(host.add("/a.jpg", body))).body == body
 
 
 async def test_transient_errors_are_retried(fetcher: Fetcher, host: ImageHost) -> None:
@@ -55,7 +55,7 @@ async def test_transient_errors_are_retried(fetcher: Fetcher, host: ImageHost) -
             return web.Response(status=503, headers={"Retry-After": "0"})
         return web.Response(body=body)
 
-    assert await fetcher.fetch(host.route("/flaky.jpg", flaky)) == body
+    assert (await fetcher.fetch(host.route("/flaky.jpg", flaky))).body == body
     assert host.hits["/flaky.jpg"] == 3
 
 
@@ -89,8 +89,8 @@ async def test_cookies_a_host_sets_are_never_sent_back(image_host: ImageHost) ->
     url = image_host.route("/tracking.jpg", tracking).replace("127.0.0.1", "localhost")
     fetcher = Fetcher(AddressPolicy(allow_private=True), LIMITS, concurrency=1)
     try:
-        assert await fetcher.fetch(url) == body
-        assert await fetcher.fetch(url) == body
+        assert (await fetcher.fetch(url)).body == body
+        assert (await fetcher.fetch(url)).body == body
     finally:
         await fetcher.close()
     assert sent == [None, None]
