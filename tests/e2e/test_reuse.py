@@ -251,8 +251,8 @@ async def make_old(database_url: str | None, data: Path, job_id: str) -> None:
     if database_url:
         import psycopg
 
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
-            await db.execute(
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as pg:
+            await pg.execute(
                 "UPDATE jobs SET completed_at = completed_at - interval '10 days' WHERE id = %s",
                 (job_id,),
             )
