@@ -157,9 +157,9 @@ class LocalStorage:
         try:
             os.link(self._image_path(source), part)
             os.replace(part, self._image_path(target))
-        except BaseException:
+        finally:
+            # rename() leaves both names when they already were links to the same file.
             part.unlink(missing_ok=True)
-            raise
 
     def _write_results(self, target: Path, write: Callable[[TextIO], None]) -> None:
         with (

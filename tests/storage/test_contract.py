@@ -429,6 +429,27 @@ async def test_removed_files_are_gone(backend: Backend, web: Web, pool: ThreadPo
     assert len(backend.held()) == 1
 
 
+async def test_a_copy_outlives_its_source(
+    backend: Backend, web: Web, pool: ThreadPoolExecutor
+) -> None:
+    data = jpeg_bytes(80, 60)
+    source = await put(backend, pool, data, "source")
+    copy = image_name("f" * 32, "source", "jpg")  # another job's name for the same URL
+    await backend.storage.copy_image(source, copy)
+    await backend.storage.copy_image(source, copy)  # again, as a redone slice would: the same
+
+    await backend.storage.remove_images([source])
+
+    status, headers, body = await web.call("GET", f"/image/{copy}")
+    assert (status, body, headers["Content-Type"]) == (200, data, "image/jpeg")
+    assert (await web.call("GET", f"/image/{source}"))[0] == 404
+    assert len(backend.held()) == 1  # no temp file is left behind
+    with pytest.raises(FileNotFoundError):
+        await backend.storage.copy_image(source, image_name("e" * 32, "source", "jpg"))
+    with pytest.raises(FileNotFoundError):
+        await backend.storage.copy_image("../imgsvc.db", image_name("e" * 32, "x", "jpg"))
+
+
 async def test_not_ready_while_writes_are_refused(
     backend: Backend, pool: ThreadPoolExecutor
 ) -> None:
