@@ -74,7 +74,8 @@ class ImageQueries(Connections):
         values = [(job_id, options_key, job_id, *earlier_values(o)) for o in ordered]
         if not values:
             return
-        updates = ", ".join(f"{c} = excluded.{c}" for c in ("job_id", *EARLIER_COLUMNS.split(", ")))
+        changing = ("job_id", *EARLIER_COLUMNS.split(", "))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in changing if c != "url")
         async with self._transaction() as db, db.cursor() as cursor:
             await cursor.executemany(
                 f"INSERT INTO earlier_outputs (owner, options_key, job_id, {EARLIER_COLUMNS}) "
