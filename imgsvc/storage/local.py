@@ -152,10 +152,15 @@ class LocalStorage:
         # write. Every write makes a new file, so no write through one name shows in the other.
         if not IMAGE_NAME.fullmatch(target):
             raise ValueError(f"not an image name: {target!r}")
-        part = self._tmp / f"{target}.part"
+        origin, part = self._image_path(source), self._tmp / f"{target}.part"
         part.unlink(missing_ok=True)
         try:
-            os.link(self._image_path(source), part)
+            try:
+                os.link(origin, part)
+            except FileNotFoundError:
+                raise
+            except OSError:  # too many links to one file, or a file system without links
+                shutil.copyfile(origin, part)
             os.replace(part, self._image_path(target))
         finally:
             # rename() leaves both names when they already were links to the same file.
