@@ -63,7 +63,13 @@ class LocalStorage:
             raise
 
     async def copy_image(self, source: str, target: str) -> None:
-        await asyncio.to_thread(self._link_image, source, target)
+        copy = asyncio.ensure_future(asyncio.to_thread(self._link_image, source, target))
+        try:
+            await asyncio.shield(copy)
+        except asyncio.CancelledError:
+            # A link under way cannot be stopped: wait for it, so the caller may remove it.
+            await asyncio.wait([copy])
+            raise
 
     async def put_results(self, job_id: str, write: Callable[[TextIO], None]) -> None:
         await asyncio.to_thread(self._write_results, self._results_path(job_id), write)
