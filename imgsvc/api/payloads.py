@@ -33,7 +33,9 @@ def status_message(job: Job) -> str:
         return f"processed {job.processed_images} of {job.total_images} images"
     if job.status is JobStatus.COMPLETED:
         failed = f", {job.failed_images} failed" if job.failed_images else ""
-        return f"completed: {job.succeeded_images} of {job.total_images} images produced{failed}"
+        reused = f" ({job.reused_images} unchanged, reused)" if job.reused_images else ""
+        produced = f"{job.succeeded_images} of {job.total_images} images produced"
+        return f"completed: {produced}{reused}{failed}"
     return job.message
 
 

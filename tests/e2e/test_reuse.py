@@ -137,6 +137,7 @@ async def test_an_unchanged_catalogue_is_reused_without_downloads_or_encodes(
     assert await encodes(service) == before
     assert all(reused(second).values())
     assert second["progress"]["reused_images"] == second["progress"]["succeeded_images"] == 8
+    assert second["message"] == "completed: 8 of 8 images produced (8 unchanged, reused)"
     assert first["progress"]["reused_images"] == 0
     # The re-run's outputs are its own names with the first run's bytes and sizes.
     assert await results_images(service, second["request_id"]) == await results_images(
