@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         help="progressive JPEG: a blurred whole image first, sharpened as it loads",
     )  # fmt: skip
     submit.add_argument("--max-dimension", type=int, help="longest side of outputs, px")
+    submit.add_argument(
+        "--no-reuse", action="store_true",
+        help="make every image again, even those unchanged since an earlier job",
+    )  # fmt: skip
     submit.add_argument("--webhook-url", help="called when the job ends")
     submit.set_defaults(run=_submit)
 
@@ -168,6 +172,7 @@ def _submit(args: argparse.Namespace) -> None:
         "progressive": "true" if args.progressive else "",
         "max_dimension": str(args.max_dimension or ""),
         "webhook_url": args.webhook_url or "",
+        "reuse": "false" if args.no_reuse else "",
     }
     answer = client.upload(args.server.rstrip("/"), args.file, options)
     if not args.watch:

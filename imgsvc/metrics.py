@@ -28,6 +28,11 @@ IMAGES = Counter(
     "Images that ended, by outcome; `code` is the error code of a failure, else empty.",
     ["status", "code"],
 )
+REUSED = Counter(
+    "imgsvc_images_reused",
+    "Images that succeeded with an earlier job's output, unchanged at their host: neither "
+    "decoded nor encoded (and not downloaded when the host answered 304).",
+)
 BYTES_IN = Counter("imgsvc_bytes_in", "Bytes downloaded for images that reached Pillow.")
 BYTES_OUT = Counter("imgsvc_bytes_out", "Bytes of output images written.")
 FETCH_SECONDS = Histogram(
@@ -46,8 +51,11 @@ WEBHOOK_ATTEMPTS = Counter(
 
 
 def record_image(record: ImageRecord) -> None:
-    """Count one image's outcome and its bytes."""
+    """Count one image's outcome and its bytes (a reused image's bytes were not moved)."""
     IMAGES.labels(record.status.value, record.error_code or "").inc()
+    if record.reused:
+        REUSED.inc()
+        return
     if record.bytes_in:
         BYTES_IN.inc(record.bytes_in)
     if record.status is ImageStatus.SUCCEEDED and record.bytes_out:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -47,12 +48,25 @@ class OutputFormat(StrEnum):
 
 @dataclass(frozen=True)
 class JobOptions:
-    """How a job's images are encoded, chosen at upload."""
+    """How a job's images are made, chosen at upload."""
 
     quality: int
     max_dimension: int | None
     format: OutputFormat
     progressive: bool = False  # JPEG only: a blurred whole first, sharpened as it loads
+    reuse: bool = True  # an earlier job's output of an unchanged image may be reused
+
+    def output_key(self) -> str:
+        """The options that make an output what it is, as one text: outputs are reused
+        only between jobs whose keys are equal. Every option joins it except those listed
+        in NOT_OUTPUT, so an option added later can never let a different output pass for
+        the same one."""
+        shaping = {k: v for k, v in asdict(self).items() if k not in NOT_OUTPUT}
+        return json.dumps(shaping, sort_keys=True, separators=(",", ":"))
+
+
+# The options that do not change a job's outputs, left out of JobOptions.output_key.
+NOT_OUTPUT = frozenset({"reuse"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class Job:
     succeeded_images: int
     failed_images: int
     csv_filename: str | None = None  # the uploaded file's name; None for a raw text/csv body
+    reused_images: int = 0  # succeeded with an earlier job's output, neither decoded nor encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +136,28 @@ class ImageRecord:
     # The input's own picture, stripped of metadata, was kept because it was smaller than
     # a new encoding; None until the image has been produced.
     kept_input: bool | None = None
+    # The output is an earlier job's, reused because the image had not changed.
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What an image host said identifies the version of an image it sent (its ETag and
+    Last-Modified headers); asking with them lets it answer 304 Not Modified."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class EarlierOutput:
+    """What a job made from a URL, remembered for the later jobs of the same owner with the
+    same output options: how to ask the host whether the image changed, the SHA-256 of the
+    body it sent, and the image's outcome (its output and what describes it)."""
+
+    validators: Validators
+    sha256: str  # hex
+    outcome: ImageRecord  # succeeded; its url is the URL
 
 
 @dataclass(frozen=True)

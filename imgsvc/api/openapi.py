@@ -52,6 +52,11 @@ UPLOAD_FIELDS: dict[str, Any] = {
     "progressive": {"type": "string", "enum": [*YES, *NO], "default": "false",
                     "description": "JPEG only: progressive JPEG, a blurred whole image first "
                                    "that sharpens as it loads"},
+    "reuse": {"type": "string", "enum": [*YES, *NO], "default": "true",
+              "description": "reuse the output of an earlier job of the same API key (same "
+                             "URL and options) when the host says the image has not changed "
+                             "(a conditional request) or sends the same bytes; false makes "
+                             "every image again"},
 }  # fmt: skip
 
 

@@ -42,11 +42,15 @@ SCHEMAS: dict[str, Any] = {
     "Progress": {
         "type": "object",
         "required": ["total_products", "processed_products", "total_images",
-                     "processed_images", "succeeded_images", "failed_images", "percentage"],
+                     "processed_images", "succeeded_images", "failed_images", "reused_images",
+                     "percentage"],
         "properties": {
             **{name: {"type": "integer", "minimum": 0} for name in (
                 "total_products", "processed_products", "total_images", "processed_images",
                 "succeeded_images", "failed_images")},
+            "reused_images": {"type": "integer", "minimum": 0, "description": "of the "
+                              "succeeded images, those that reused an earlier job's output "
+                              "because the image had not changed"},
             "percentage": {"type": "number", "minimum": 0, "maximum": 100},
         },
     },
@@ -83,7 +87,7 @@ SCHEMAS: dict[str, Any] = {
     "Image": {
         "type": "object",
         "required": ["input_url", "output_url", "status", "error", "bytes_in", "bytes_out",
-                     "width", "height", "kept_input"],
+                     "width", "height", "kept_input", "reused"],
         "properties": {
             "input_url": {"type": "string"}, "output_url": nullable("string"),
             "status": {"type": "string", "enum": ["pending", "processing", "succeeded",
@@ -96,6 +100,9 @@ SCHEMAS: dict[str, Any] = {
             "kept_input": nullable("boolean", description="true when the input's own picture, "
                                    "stripped of metadata, was kept because it was smaller "
                                    "than a new encoding; null until the image is produced"),
+            "reused": {"type": "boolean", "description": "true when the output is a copy of "
+                       "an earlier job's (same owner, URL and options): the host answered 304 "
+                       "or sent the same bytes, so nothing was decoded or encoded"},
         },
     },
     "Product": {

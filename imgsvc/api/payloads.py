@@ -33,7 +33,9 @@ def status_message(job: Job) -> str:
         return f"processed {job.processed_images} of {job.total_images} images"
     if job.status is JobStatus.COMPLETED:
         failed = f", {job.failed_images} failed" if job.failed_images else ""
-        return f"completed: {job.succeeded_images} of {job.total_images} images produced{failed}"
+        reused = f" ({job.reused_images} unchanged, reused)" if job.reused_images else ""
+        produced = f"{job.succeeded_images} of {job.total_images} images produced"
+        return f"completed: {produced}{reused}{failed}"
     return job.message
 
 
@@ -56,6 +58,7 @@ def status_object(job: Job) -> dict[str, Any]:
             "processed_images": job.processed_images,
             "succeeded_images": job.succeeded_images,
             "failed_images": job.failed_images,
+            "reused_images": job.reused_images,
             "percentage": percentage(job),
         },
         "created_at": timestamp(job.created_at),
@@ -167,4 +170,5 @@ def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]
         "width": image.width,
         "height": image.height,
         "kept_input": image.kept_input,
+        "reused": image.reused,
     }

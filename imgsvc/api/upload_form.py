@@ -84,8 +84,8 @@ def base_name(filename: str | None) -> str | None:
 
 
 def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions:
-    """quality, max_dimension, format and progressive, each checked with a message naming
-    the field."""
+    """quality, max_dimension, format, progressive and reuse, each checked with a message
+    naming the field."""
     quality = whole_number(fields, "quality", 1, MAX_QUALITY)
     max_dimension = whole_number(fields, "max_dimension", 1, MAX_DIMENSION)
     fmt = (fields.get("format") or "jpeg").strip().lower()
@@ -93,7 +93,10 @@ def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions
     if fmt not in tuple(OutputFormat):
         raise bad_field("format", f"{fmt!r} is not one of: {', '.join(OutputFormat)}")
     progressive = yes_or_no(fields, "progressive", default=False)
-    return JobOptions(quality or default_quality, max_dimension, OutputFormat(fmt), progressive)
+    reuse = yes_or_no(fields, "reuse", default=True)
+    return JobOptions(
+        quality or default_quality, max_dimension, OutputFormat(fmt), progressive, reuse
+    )
 
 
 def parse_webhook_url(value: str | None, policy: AddressPolicy) -> str | None:

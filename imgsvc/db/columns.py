@@ -10,12 +10,18 @@ TERMINAL = "(" + ", ".join(f"'{status}'" for status in JobStatus if status.termi
 
 JOB_COLUMNS = (
     "id, status, message, created_at, updated_at, completed_at, base_url, webhook_url, "
-    "quality, max_dimension, format, progressive, header, total_products, total_images, "
-    "processed_products, processed_images, succeeded_images, failed_images, csv_filename"
+    "quality, max_dimension, format, progressive, reuse, header, total_products, total_images, "
+    "processed_products, processed_images, succeeded_images, failed_images, csv_filename, "
+    "reused_images"
 )
 IMAGE_COLUMNS = (
     "url, status, output_name, error_code, error_message, bytes_in, bytes_out, width, height, "
-    "kept_input"
+    "kept_input, reused"
+)
+# An earlier output: its validators and digest, then its outcome's columns, named as in
+# images (an outcome read from here is a succeeded image of the job that made it).
+EARLIER_COLUMNS = (
+    "etag, last_modified, sha256, url, output_name, bytes_in, bytes_out, width, height, kept_input"
 )
 DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
 ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"

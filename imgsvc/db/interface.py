@@ -16,6 +16,7 @@ from ..models import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,
+    EarlierOutput,
     ImageRecord,
     ImageStatus,
     Job,
@@ -120,6 +121,21 @@ class Database(Protocol):
 
     async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
         """Store how URLs ended, for every pending occurrence, and update the job's counters."""
+
+    # Reuse across jobs
+
+    async def earlier_outputs(
+        self, job_id: str, options_key: str, urls: Collection[str]
+    ) -> dict[str, EarlierOutput]:
+        """What jobs of this job's owner made from these URLs with the options `options_key`
+        (JobOptions.output_key), by URL; in one query for a slice's page of URLs."""
+
+    async def remember_outputs(
+        self, job_id: str, options_key: str, outputs: Iterable[EarlierOutput]
+    ) -> None:
+        """Make these outputs of a job the ones later jobs of its owner with the same
+        options reuse, each in place of what was remembered for its URL. They are
+        forgotten when the job is deleted, as its files go with it."""
 
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str

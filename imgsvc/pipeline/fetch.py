@@ -1,4 +1,5 @@
-"""Downloading one image: guarded, capped in size and time, redirects checked hop by hop."""
+"""Downloading one image: guarded, capped in size and time, redirects checked hop by hop;
+conditional when the validators of an earlier download are known."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from ..models import Validators
 from .netguard import AddressPolicy, BlockedAddressError, blocked_cause, refuse_numeric_spelling
 from .outbound import guarded_session, parse_retry_after
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+NOT_MODIFIED = 304
+UNKNOWN = Validators()  # nothing known of an earlier download: an unconditional request
 USER_AGENT = "imgsvc/0.1 (image fetcher)"
 
 
@@ -36,6 +40,15 @@ class FetchLimits:
     stall_timeout: float = 10.0  # no byte for this long ends one attempt (and is retried)
 
 
+@dataclass(frozen=True)
+class Download:
+    """What a fetch got: the body, or None when the host answered 304 Not Modified to the
+    validators it was asked with; and the validators that now name the image."""
+
+    body: bytes | None
+    validators: Validators
+
+
 class Fetcher:
     """Fetches URLs through one session of its own, at most `concurrency` at a time."""
 
@@ -52,37 +65,44 @@ class Fetcher:
     async def close(self) -> None:
         await self._session.close()
 
-    async def fetch(self, url: str) -> bytes:
-        """The body of `url`, or FetchError saying why not."""
+    async def fetch(self, url: str, known: Validators = UNKNOWN) -> Download:
+        """The body of `url`, or FetchError saying why not. With `known` validators the
+        request is conditional, and an unchanged image comes without a body."""
         try:
             async with asyncio.timeout(self._limits.timeout):
-                return await self._with_retries(url)
+                return await self._with_retries(url, known)
         except TimeoutError:
             raise FetchError(
                 "timeout", f"the download took longer than {self._limits.timeout:g} s"
             ) from None
 
-    async def _with_retries(self, url: str) -> bytes:
+    async def _with_retries(self, url: str, known: Validators) -> Download:
         for attempt in range(self._limits.retries + 1):
             try:
                 async with self._slots:
-                    return await self._follow(_parse_url(url))
+                    return await self._follow(_parse_url(url), known)
             except FetchError as exc:
                 if not exc.transient or attempt == self._limits.retries:
                     raise
                 await asyncio.sleep(_backoff(attempt, exc.retry_after))
         raise AssertionError("unreachable")
 
-    async def _follow(self, url: URL) -> bytes:
+    async def _follow(self, url: URL, known: Validators) -> Download:
+        headers = _conditions(known)
         for _ in range(self._limits.max_redirects + 1):
             _check_url(url)
             try:
-                async with self._session.get(url, allow_redirects=False) as response:
+                async with self._session.get(
+                    url, allow_redirects=False, headers=headers
+                ) as response:
                     if response.status in REDIRECTS and "Location" in response.headers:
                         url = url.join(_parse_url(response.headers["Location"]))
                         continue
+                    if headers and response.status == NOT_MODIFIED:
+                        return Download(None, _validators(response) or known)
                     _check_status(response)
-                    return await self._read(response)
+                    body = await self._read(response)
+                    return Download(body, _validators(response) or UNKNOWN)
             except aiohttp.ClientError as exc:
                 raise _client_error(exc) from exc
         raise FetchError("http_error", f"more than {self._limits.max_redirects} redirects")
@@ -98,6 +118,22 @@ class Fetcher:
                 raise FetchError("too_large", _too_large(limit))
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _conditions(known: Validators) -> dict[str, str]:
+    """The headers that ask the host to answer 304 if the image is still the known one."""
+    headers = {}
+    if known.etag is not None:
+        headers["If-None-Match"] = known.etag
+    if known.last_modified is not None:
+        headers["If-Modified-Since"] = known.last_modified
+    return headers
+
+
+def _validators(response: aiohttp.ClientResponse) -> Validators | None:
+    """The validators the host sent with this answer, None if it sent none."""
+    etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+    return None if etag is None and modified is None else Validators(etag, modified)
 
 
 def _parse_url(text: str) -> URL:

@@ -1,5 +1,6 @@
 """Producing one slice of a job: each pending URL downloaded, compressed in the Pillow
-thread pool straight into storage, and its outcome committed with others in batches.
+thread pool straight into storage (or an earlier job's output reused, reuse.py), and its
+outcome committed with others in batches.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from functools import partial
 
 from .. import metrics
 from ..db import Database
-from ..models import ImageRecord, ImageStatus, Job
+from ..models import EarlierOutput, ImageRecord, ImageStatus, Job, Validators
 from ..storage import Storage, image_name
 from . import compress
-from .fetch import Fetcher, FetchError
+from .fetch import UNKNOWN, Download, Fetcher, FetchError
 from .finish import StorageFailure
+from .reuse import Produced, reuse, sha256_hex
 
 PAGE_SIZE = 500  # URLs of a slice read at a time
 FLUSH_INTERVAL = 0.5  # seconds; progress is visible within about this long
@@ -49,8 +51,12 @@ class SliceRun:
             format=job.options.format,
             progressive=job.options.progressive,
         )
-        self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_slice)
-        self._recorder = Recorder(pipeline.db, job.id)
+        self._key = job.options.output_key()
+        # Each URL with what an earlier job made from it, if that may be reused.
+        self._urls: asyncio.Queue[tuple[str, EarlierOutput | None] | None] = asyncio.Queue(
+            maxsize=pipeline.tasks_per_slice
+        )
+        self._recorder = Recorder(pipeline.db, job.id, self._key)
         self._feeder: asyncio.Task[None] | None = None
         self.stopped = False
         self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
@@ -85,28 +91,63 @@ class SliceRun:
         after = ""
         while urls := await self._p.db.slice_urls(self._job.id, self._slice, after, PAGE_SIZE):
             after = urls[-1]
+            earlier: dict[str, EarlierOutput] = {}
+            if self._job.options.reuse:
+                earlier = await self._p.db.earlier_outputs(self._job.id, self._key, urls)
             for url in urls:
-                await self._urls.put(url)
+                await self._urls.put((url, earlier.get(url)))
         for _ in range(takers):
             await self._urls.put(None)
 
     async def _take(self) -> None:
-        while (url := await self._urls.get()) is not None and not self.stopped:
+        while (taken := await self._urls.get()) is not None and not self.stopped:
+            url, earlier = taken
             self.in_flight.add(url)
             try:
-                record = await self._produce(url)
+                produced = await self._produce(url, earlier)
             finally:
                 self.in_flight.discard(url)
-            metrics.record_image(record)
-            await self._recorder.add(record)
+            metrics.record_image(produced.record)
+            await self._recorder.add(produced)
 
-    async def _produce(self, url: str) -> ImageRecord:
-        try:
-            with metrics.FETCH_SECONDS.time():
-                data = await self._p.fetcher.fetch(url)
-        except FetchError as exc:
-            return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message)
+    async def _produce(self, url: str, earlier: EarlierOutput | None) -> Produced:
         name = image_name(self._job.id, url, self._options.format.extension)
+        try:
+            download = await self._fetch(url, earlier.validators if earlier else UNKNOWN)
+            if download.body is None and earlier is not None:  # unchanged, says the host
+                if reused := await self._reuse(earlier, name, download.validators):
+                    return reused
+                download = await self._fetch(url, UNKNOWN)  # the earlier output is gone
+        except FetchError as exc:
+            return Produced(ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message))
+        data = download.body
+        assert data is not None  # an unconditional request has a body
+        loop = asyncio.get_running_loop()
+        digest = await loop.run_in_executor(self._p.pool, sha256_hex, data)
+        if (
+            earlier is not None
+            and digest == earlier.sha256  # the same bytes again
+            and (reused := await self._reuse(earlier, name, download.validators))
+        ):
+            return reused
+        record = await self._encode(url, name, data)
+        if record.status is not ImageStatus.SUCCEEDED:
+            return Produced(record)
+        return Produced(record, EarlierOutput(download.validators, digest, record))
+
+    async def _fetch(self, url: str, known: Validators) -> Download:
+        with metrics.FETCH_SECONDS.time():
+            return await self._p.fetcher.fetch(url, known)
+
+    async def _reuse(
+        self, earlier: EarlierOutput, name: str, validators: Validators
+    ) -> Produced | None:
+        try:
+            return await reuse(self._p.storage, earlier, name, validators)
+        except OSError as exc:
+            raise StorageFailure(_storage_reason(exc)) from exc
+
+    async def _encode(self, url: str, name: str, data: bytes) -> ImageRecord:
         encode = partial(
             compress.compress, data, options=self._options, max_pixels=self._p.max_pixels
         )
@@ -131,16 +172,18 @@ def _storage_reason(exc: OSError) -> str:
 
 
 class Recorder:
-    """Collects image outcomes and commits them in batches."""
+    """Collects image outcomes and commits them in batches, then what later jobs may reuse
+    of them (a crash in between only leaves less to reuse)."""
 
-    def __init__(self, db: Database, job_id: str) -> None:
+    def __init__(self, db: Database, job_id: str, options_key: str) -> None:
         self._db = db
         self._job_id = job_id
-        self._pending: list[ImageRecord] = []
+        self._key = options_key
+        self._pending: list[Produced] = []
         self._lock = asyncio.Lock()
 
-    async def add(self, record: ImageRecord) -> None:
-        self._pending.append(record)
+    async def add(self, produced: Produced) -> None:
+        self._pending.append(produced)
         if len(self._pending) >= FLUSH_SIZE:
             await self.flush()
 
@@ -154,4 +197,6 @@ class Recorder:
         async with self._lock:
             batch, self._pending = self._pending, []
             if batch:
-                await self._db.record_images(self._job_id, batch)
+                await self._db.record_images(self._job_id, [p.record for p in batch])
+                remember = [p.remember for p in batch if p.remember is not None]
+                await self._db.remember_outputs(self._job_id, self._key, remember)

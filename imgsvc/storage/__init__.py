@@ -69,6 +69,13 @@ class Storage(Protocol):
         returns only once `encode` has ended: after it, nothing more appears in storage.
         """
 
+    async def copy_image(self, source: str, target: str) -> None:
+        """Store image `target` with the bytes of the stored image `source`, without moving
+        them through this process (a hard link, a copy inside the bucket): the two stay
+        independent, so removing one never touches the other. FileNotFoundError when
+        `source` is not stored. As with put_image, a cancelled call returns only once the
+        copy has ended."""
+
     async def put_results(self, job_id: str, write: Callable[[TextIO], None]) -> None:
         """Store the job's results CSV as `write` writes it (run in a thread: it may block)."""
 

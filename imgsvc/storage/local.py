@@ -62,6 +62,15 @@ class LocalStorage:
             await asyncio.wait([asyncio.wrap_future(future)])
             raise
 
+    async def copy_image(self, source: str, target: str) -> None:
+        copy = asyncio.ensure_future(asyncio.to_thread(self._link_image, source, target))
+        try:
+            await asyncio.shield(copy)
+        except asyncio.CancelledError:
+            # A link under way cannot be stopped: wait for it, so the caller may remove it.
+            await asyncio.wait([copy])
+            raise
+
     async def put_results(self, job_id: str, write: Callable[[TextIO], None]) -> None:
         await asyncio.to_thread(self._write_results, self._results_path(job_id), write)
 
@@ -143,6 +152,25 @@ class LocalStorage:
             part.unlink(missing_ok=True)
             raise
         return result, size
+
+    def _link_image(self, source: str, target: str) -> None:
+        # A second name for the same bytes, linked in tmp/ and renamed into place like any
+        # write. Every write makes a new file, so no write through one name shows in the other.
+        if not IMAGE_NAME.fullmatch(target):
+            raise ValueError(f"not an image name: {target!r}")
+        origin, part = self._image_path(source), self._tmp / f"{target}.part"
+        part.unlink(missing_ok=True)
+        try:
+            try:
+                os.link(origin, part)
+            except FileNotFoundError:
+                raise
+            except OSError:  # too many links to one file, or a file system without links
+                shutil.copyfile(origin, part)
+            os.replace(part, self._image_path(target))
+        finally:
+            # rename() leaves both names when they already were links to the same file.
+            part.unlink(missing_ok=True)
 
     def _write_results(self, target: Path, write: Callable[[TextIO], None]) -> None:
         with (

@@ -89,6 +89,18 @@ class S3Storage:
             part.unlink(missing_ok=True)
         return result, size
 
+    async def copy_image(self, source: str, target: str) -> None:
+        if not IMAGE_NAME.fullmatch(target):
+            raise ValueError(f"not an image name: {target!r}")
+        try:
+            await _to_the_end(
+                obstore.copy_async(self._store, self._image_key(source), f"images/{target}")
+            )
+        except FileNotFoundError:
+            raise
+        except (OSError, BaseError) as exc:
+            raise OSError(f"the bucket did not copy {source}: {_first_line(exc)}") from None
+
     async def put_results(self, job_id: str, write: Callable[[TextIO], None]) -> None:
         key = self._results_key(job_id)
         with self._temp_file() as part:

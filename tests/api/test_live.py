@@ -264,8 +264,12 @@ async def test_promtool_accepts_the_metrics_of_a_live_service(
     )
     await service.wait(answer["request_id"])
     await receiver.wait_calls(1)
-    _, scraped = await service.get("/metrics")
-    assert b"imgsvc_webhook_attempts_total{" in scraped
+    # The attempt is counted once it is recorded, a moment after the receiver answered.
+    async with asyncio.timeout(10):
+        while b"imgsvc_webhook_attempts_total{" not in (
+            scraped := (await service.get("/metrics"))[1]
+        ):
+            await asyncio.sleep(0.05)
     checker = await asyncio.create_subprocess_exec(
         "promtool", "check", "metrics", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

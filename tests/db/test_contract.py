@@ -18,6 +18,7 @@ from imgsvc.db.slices import SLICE_SIZE
 from imgsvc.models import (
     DeliveryAttempt,
     DeliveryState,
+    EarlierOutput,
     ImageRecord,
     ImageStatus,
     Job,
@@ -26,6 +27,7 @@ from imgsvc.models import (
     OutboxEntry,
     OutputFormat,
     Product,
+    Validators,
     WorkKind,
 )
 
@@ -351,3 +353,74 @@ async def test_retention_deletes_only_jobs_that_ended_before_the_cutoff(
     assert await database.job_urls(old.id, "", 10) == []
     assert await database.latest_delivery(old.id) is None
     assert await database.get_job(running.id) is not None
+
+
+def earlier(url: str, sha256: str = "aa", etag: str | None = '"v1"') -> EarlierOutput:
+    outcome = ImageRecord(url, ImageStatus.SUCCEEDED, f"out-{url[-1]}.jpg", None, None, 10, 5,
+                          4, 3, kept_input=False)  # fmt: skip
+    return EarlierOutput(Validators(etag, "Mon, 02 Nov 2026 10:00:00 GMT"), sha256, outcome)
+
+
+async def owned_job(db: Database, owner: str | None, *urls: str) -> Job:
+    job = new_job(products_with(urls))
+    await db.create_job(job, products_with(urls), owner=owner)
+    return job
+
+
+async def test_earlier_outputs_are_found_per_owner_and_options(database: Database) -> None:
+    first = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
+    await database.remember_outputs(first.id, "key-1", [earlier("http://h/a")])
+    rerun = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
+    stranger = await owned_job(database, "owner-2", "http://h/a")
+    open_job = await owned_job(database, None, "http://h/a")
+
+    urls = ["http://h/a", "http://h/b"]
+    assert await database.earlier_outputs(rerun.id, "key-1", urls) == {
+        "http://h/a": earlier("http://h/a")
+    }
+    assert await database.earlier_outputs(rerun.id, "key-2", urls) == {}
+    assert await database.earlier_outputs(stranger.id, "key-1", urls) == {}
+    assert await database.earlier_outputs(open_job.id, "key-1", urls) == {}
+    assert await database.earlier_outputs(rerun.id, "key-1", []) == {}
+
+    # The latest output of a URL is the one remembered, with its job.
+    changed = replace(earlier("http://h/a", "bb", None), outcome=succeeded("http://h/a"))
+    await database.remember_outputs(rerun.id, "key-1", [changed, earlier("http://h/b")])
+    found = await database.earlier_outputs(first.id, "key-1", urls)
+    assert found == {"http://h/a": changed, "http://h/b": earlier("http://h/b")}
+    await database.remember_outputs(open_job.id, "key-1", [earlier("http://h/a")])
+    other_open = await owned_job(database, None, "http://h/a")
+    assert list(await database.earlier_outputs(other_open.id, "key-1", urls)) == ["http://h/a"]
+
+
+async def test_earlier_outputs_go_with_the_job_that_made_them(database: Database) -> None:
+    first = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
+    await database.remember_outputs(first.id, "key", [earlier("http://h/a"), earlier("http://h/b")])
+    rerun = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
+    await database.remember_outputs(rerun.id, "key", [earlier("http://h/b", "cc")])
+    for job in (first, rerun):
+        await database.record_images(job.id, [succeeded("http://h/a"), succeeded("http://h/b")])
+        assert await database.finish_job(job.id, JobStatus.COMPLETED, "", lambda j: None)
+
+    assert await database.delete_job(first.id, datetime.now(UTC) + timedelta(seconds=5))
+
+    urls = ["http://h/a", "http://h/b"]
+    assert await database.earlier_outputs(rerun.id, "key", urls) == {
+        "http://h/b": earlier("http://h/b", "cc")
+    }
+
+
+async def test_reused_images_are_stored_and_counted(database: Database) -> None:
+    job = await stored_job(database, ("http://h/a", "http://h/b"), ("http://h/a",))
+    reused_a = replace(succeeded("http://h/a"), reused=True)
+    await database.record_images(job.id, [reused_a, succeeded("http://h/b")])
+
+    found = await current(database, job)
+    assert (found.succeeded_images, found.reused_images) == (3, 2)
+    page = await database.products(job.id, 0, 10)
+    assert [i.reused for p in page for i in p.images] == [True, False, True]
+    products = products_with(("http://h/a",))
+    no_reuse = new_job(products)
+    no_reuse = replace(no_reuse, options=replace(no_reuse.options, reuse=False))
+    await database.create_job(no_reuse, products)
+    assert (await current(database, no_reuse)).options.reuse is False

@@ -79,3 +79,9 @@ async def test_a_jobs_rows_are_found_through_indexes(
     assert len(by_url) >= 4  # three images that succeeded, one that failed
     for sql, step in by_url:
         assert "USING INDEX images_by_url (job_id=? AND url=?)" in step, (sql, step)
+    # Earlier outputs grow with every job of an owner: a slice's page of URLs is looked up
+    # by the whole key, the owner through the job's own row.
+    reuse = [(sql, s) for sql, s in steps if "earlier_outputs" in sql]
+    assert any(" earlier_outputs " in s for _, s in reuse)
+    for sql, step in reuse:
+        assert step.startswith(("SEARCH", "SCALAR SUBQUERY", "LIST SUBQUERY")), (sql, step)

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.anyio
 URLS = 2000  # distinct URLs, four slices; most of them missing, which is quick
 DATA_STATEMENTS = ("SELECT", "UPDATE", "DELETE", "INSERT", "WITH")
 OTHER_JOBS = 9
+OTHER_OWNERS = 5000  # the earlier outputs of other owners: far more than a job's own
 # Copies of a table's rows under other job ids: the jobs that ran before this one, half of
 # them still running (their images pending, as most of a running job's are). A job that is
 # the whole table would make reading all of it the planner's right choice.
@@ -80,13 +81,18 @@ def plans(url: str, statements: list[tuple[str, Any]]) -> dict[str, list[tuple[s
     """The planner's scans for each distinct data statement, with the values it ran with."""
     found: dict[str, list[tuple[str, str, str]]] = {}
     with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as db:
-        for table, key in (("jobs", "id"), ("products", "job_id"), ("images", "job_id")):
+        for table, key, copies in (
+            ("jobs", "id", OTHER_JOBS),
+            ("products", "job_id", OTHER_JOBS),
+            ("images", "job_id", OTHER_JOBS),
+            ("earlier_outputs", "owner", OTHER_OWNERS),
+        ):
             db.execute(
                 COPY_ROWS.format(
                     table=sql.Identifier(table),
                     key=sql.Identifier(key),
                     key_name=sql.Literal(key),
-                    copies=sql.Literal(OTHER_JOBS),
+                    copies=sql.Literal(copies),
                 )
             )
         db.execute("ANALYZE")
@@ -120,3 +126,11 @@ async def test_a_jobs_rows_are_found_through_indexes(
     assert by_url
     for query, (node, _, index) in by_url:
         assert index == "images_by_url", (query, node, index)
+    # Earlier outputs grow with every owner's jobs: a slice's page of URLs is one search of
+    # their key (the owner is read from the job's own row, by its primary key).
+    reuse = [
+        (q, step) for q, steps in found.items() for step in steps if step[1] == "earlier_outputs"
+    ]
+    assert reuse
+    for query, (node, _, index) in reuse:
+        assert node != "Seq Scan", (query, index)

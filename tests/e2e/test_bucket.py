@@ -108,6 +108,26 @@ async def test_a_job_is_stored_in_and_served_from_the_bucket(
     assert (await service.get("/readyz"))[1]["checks"]["storage"] == "ok"
 
 
+async def test_a_rerun_copies_unchanged_outputs_inside_the_bucket(
+    service: Service, image_host: ImageHost, s3_bucket: S3Bucket
+) -> None:
+    urls = [image_host.add(f"/{n}.jpg", jpeg_bytes(300 + n, 200)) for n in range(2)]
+    jobs = []
+    for _ in range(2):
+        _, answer = await service.upload(csv_of(*urls))
+        jobs.append(await service.wait(answer["request_id"]))
+    assert [j["progress"]["reused_images"] for j in jobs] == [0, 2]
+    # The same bytes (the test host gives no validators), under each job's own names.
+    images = outputs(s3_bucket)
+    assert len(images) == 4
+    assert len(set(images.values())) == 2
+    _, details = await service.get(f"/api/details/{jobs[1]['request_id']}")
+    for product in details["products"]:
+        async with service.client.get(product["output_image_urls"][0]) as response:
+            assert response.status == 200
+            assert await response.read() == images[response.url.name]
+
+
 async def test_a_cancel_leaves_only_recorded_images_in_the_bucket(
     service: Service, image_host: ImageHost, s3_bucket: S3Bucket
 ) -> None:

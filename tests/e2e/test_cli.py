@@ -94,6 +94,19 @@ async def test_submit_sends_the_format_and_progressive(
     assert "invalid choice: 'gif' (choose from 'jpeg', 'webp', 'avif')" in err
 
 
+async def test_submit_no_reuse_makes_every_image_again(
+    service: Service, image_host: ImageHost, tmp_path: Path
+) -> None:
+    csv_path = write_csv(tmp_path, image_host.add("/a.jpg", jpeg_bytes(300, 200)))
+    reused = []
+    for flags in ([], ["--no-reuse"], []):
+        code, out, err = await imgsvc("submit", str(csv_path), *flags, "--server", service.url)
+        assert code == 0, err
+        status = await service.wait(json.loads(out)["request_id"])
+        reused.append(status["progress"]["reused_images"])
+    assert reused == [0, 0, 1]  # the same bytes again: reused unless asked not to
+
+
 async def test_refusals_name_the_problem_and_exit_2(service: Service, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("S. No.,Product Name,Input Image Urls\n1,,ftp://x/a.jpg\n")

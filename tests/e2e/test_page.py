@@ -49,13 +49,20 @@ def products_csv(host: ImageHost, tmp_path: Path) -> Path:
 
 
 async def upload(
-    page: Page, service: Service, path: Path, fmt: str = "jpeg", *, progressive: bool = False
+    page: Page,
+    service: Service,
+    path: Path,
+    fmt: str = "jpeg",
+    *,
+    progressive: bool = False,
+    no_reuse: bool = False,
 ) -> None:
     await page.goto(service.url + "/")
     await page.set_input_files("#file", str(path))
     await page.fill("#quality", "60")
     await page.select_option("#format", fmt)
     await page.set_checked("#progressive", progressive)
+    await page.set_checked("#no-reuse", no_reuse)
     await page.click("#submit")
 
 
@@ -144,6 +151,22 @@ async def test_with_api_keys_the_page_asks_for_a_key_and_sends_it(
         await page.reload()  # the key is remembered: the recent jobs load without asking
         await expect(page.locator("#recent li").first).to_contain_text("completed")
         assert await form.is_hidden()
+
+
+async def test_the_page_can_ask_to_make_every_image_again(
+    browser: Browser, service: Service, image_host: ImageHost, tmp_path: Path
+) -> None:
+    path = products_csv(image_host, tmp_path)
+    page = await browser.new_page()
+    reused = []
+    for no_reuse in (False, True, False):
+        await upload(page, service, path, no_reuse=no_reuse)
+        await expect(page.locator("#job-state")).to_have_text("completed", timeout=WAIT_MS)
+        request_id = (await page.locator("#job-id").text_content()) or ""
+        reused.append(
+            (await service.get(f"/api/status/{request_id}"))[1]["progress"]["reused_images"]
+        )
+    assert reused == [0, 0, 3]
 
 
 async def test_validation_errors_are_listed_by_line(

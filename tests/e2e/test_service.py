@@ -43,6 +43,7 @@ async def test_readme_example_end_to_end(service: Service, image_host: ImageHost
         "processed_images": 3,
         "succeeded_images": 3,
         "failed_images": 0,
+        "reused_images": 0,
         "percentage": 100.0,
     }
     assert final["completed_at"] is not None

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from imgsvc.pipeline.fetch import Fetcher, FetchError, FetchLimits
+from imgsvc.models import Validators
+from imgsvc.pipeline.fetch import Download, Fetcher, FetchError, FetchLimits
 from imgsvc.pipeline.netguard import AddressPolicy
 
 from ..conftest import ImageHost, jpeg_bytes
@@ -44,7 +45,7 @@ async def failure(fetcher: Fetcher, url: str) -> FetchError:
 
 async def test_an_allowed_host_is_fetched(fetcher: Fetcher, host: ImageHost) -> None:
     body = jpeg_bytes(20, 20)
-    assert await fetcher.fetch(host.add("/a.jpg", body)) == body
+    assert (await fetcher.fetch(host.add("/a.jpg", body))).body == body
 
 
 async def test_transient_errors_are_retried(fetcher: Fetcher, host: ImageHost) -> None:
@@ -55,7 +56,7 @@ async def test_transient_errors_are_retried(fetcher: Fetcher, host: ImageHost) -
             return web.Response(status=503, headers={"Retry-After": "0"})
         return web.Response(body=body)
 
-    assert await fetcher.fetch(host.route("/flaky.jpg", flaky)) == body
+    assert (await fetcher.fetch(host.route("/flaky.jpg", flaky))).body == body
     assert host.hits["/flaky.jpg"] == 3
 
 
@@ -89,8 +90,8 @@ async def test_cookies_a_host_sets_are_never_sent_back(image_host: ImageHost) ->
     url = image_host.route("/tracking.jpg", tracking).replace("127.0.0.1", "localhost")
     fetcher = Fetcher(AddressPolicy(allow_private=True), LIMITS, concurrency=1)
     try:
-        assert await fetcher.fetch(url) == body
-        assert await fetcher.fetch(url) == body
+        assert (await fetcher.fetch(url)).body == body
+        assert (await fetcher.fetch(url)).body == body
     finally:
         await fetcher.close()
     assert sent == [None, None]
@@ -107,3 +108,34 @@ async def test_requests_name_the_fetcher_and_ask_for_images(
 
     await fetcher.fetch(host.route("/headers.jpg", headers))
     assert seen == [("imgsvc/0.1 (image fetcher)", "image/*,*/*;q=0.5")]
+
+
+async def test_a_conditional_fetch_of_an_unchanged_image_has_no_body(
+    fetcher: Fetcher, host: ImageHost
+) -> None:
+    body, etag, modified = jpeg_bytes(10, 10), '"v1"', "Mon, 02 Nov 2026 10:00:00 GMT"
+    asked: list[tuple[str | None, str | None]] = []
+
+    async def validating(request: web.Request) -> web.Response:
+        asked.append(
+            (request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"))
+        )
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304)  # no validators repeated: the known ones stand
+        return web.Response(body=body, headers={"ETag": etag, "Last-Modified": modified})
+
+    url = host.route("/v.jpg", validating)
+    first = await fetcher.fetch(url)
+    assert first == Download(body, Validators(etag, modified))
+    assert await fetcher.fetch(url, first.validators) == Download(None, first.validators)
+    changed = await fetcher.fetch(url, Validators('"v0"', None))
+    assert changed.body == body
+    assert asked == [(None, None), (etag, modified), ('"v0"', None)]
+
+
+async def test_a_304_nobody_asked_for_is_an_http_error(fetcher: Fetcher, host: ImageHost) -> None:
+    async def not_modified(request: web.Request) -> web.Response:
+        return web.Response(status=304)
+
+    error = await failure(fetcher, host.route("/odd.jpg", not_modified))
+    assert error.code == "http_error"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import threading
@@ -429,6 +430,27 @@ async def test_removed_files_are_gone(backend: Backend, web: Web, pool: ThreadPo
     assert len(backend.held()) == 1
 
 
+async def test_a_copy_outlives_its_source(
+    backend: Backend, web: Web, pool: ThreadPoolExecutor
+) -> None:
+    data = jpeg_bytes(80, 60)
+    source = await put(backend, pool, data, "source")
+    copy = image_name("f" * 32, "source", "jpg")  # another job's name for the same URL
+    await backend.storage.copy_image(source, copy)
+    await backend.storage.copy_image(source, copy)  # again, as a redone slice would: the same
+
+    await backend.storage.remove_images([source])
+
+    status, headers, body = await web.call("GET", f"/image/{copy}")
+    assert (status, body, headers["Content-Type"]) == (200, data, "image/jpeg")
+    assert (await web.call("GET", f"/image/{source}"))[0] == 404
+    assert len(backend.held()) == 1  # no temp file is left behind
+    with pytest.raises(FileNotFoundError):
+        await backend.storage.copy_image(source, image_name("e" * 32, "source", "jpg"))
+    with pytest.raises(FileNotFoundError):
+        await backend.storage.copy_image("../imgsvc.db", image_name("e" * 32, "x", "jpg"))
+
+
 async def test_not_ready_while_writes_are_refused(
     backend: Backend, pool: ThreadPoolExecutor
 ) -> None:
@@ -456,3 +478,27 @@ async def test_streams_give_the_stored_bytes(backend: Backend, pool: ThreadPoolE
     assert await read(backend.storage.results_chunks(JOB)) == csv_text.encode()
     with pytest.raises(FileNotFoundError):
         await read(backend.storage.results_chunks("f" * 32))
+
+
+async def test_a_copy_in_the_data_folder_is_a_link_or_else_a_copy(
+    tmp_path: Path, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(tmp_path)
+    await storage.start()
+    source = image_name(JOB, "source", "jpg")
+    await storage.put_image(source, writing(b"bytes"), pool)
+    linked, copied = image_name("f" * 32, "source", "jpg"), image_name("e" * 32, "source", "jpg")
+    await storage.copy_image(source, linked)
+
+    def too_many_links(src: object, dst: object) -> None:
+        raise OSError(errno.EMLINK, "Too many links")
+
+    monkeypatch.setattr(os, "link", too_many_links)
+    await storage.copy_image(source, copied)
+
+    files = {name: tmp_path / "images" / name[0] / name for name in (source, linked, copied)}
+    assert {name: path.read_bytes() for name, path in files.items()} == dict.fromkeys(
+        files, b"bytes"
+    )
+    assert files[linked].stat().st_ino == files[source].stat().st_ino
+    assert files[copied].stat().st_ino != files[source].stat().st_ino

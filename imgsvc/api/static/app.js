@@ -89,6 +89,7 @@ async function upload(event) {
   form.append("quality", $("quality").value);
   form.append("format", $("format").value);
   form.append("progressive", String($("progressive").checked));
+  form.append("reuse", String(!$("no-reuse").checked));
   if ($("webhook").value.trim()) form.append("webhook_url", $("webhook").value.trim());
   $("submit").disabled = true;
   try {

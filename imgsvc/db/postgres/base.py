@@ -42,13 +42,14 @@ class Connections:
 
 
 async def update_counters(
-    db: AsyncConnection[TupleRow], job_id: str, changed: dict[ImageStatus, int]
+    db: AsyncConnection[TupleRow], job_id: str, changed: dict[ImageStatus, int], reused: int = 0
 ) -> None:
     # A product is processed when none of its images is pending: counted from the pending
     # rows through an index, exact when one URL shared by many products ends.
     await db.execute(
         "UPDATE jobs SET processed_images = processed_images + %s, "
         "succeeded_images = succeeded_images + %s, failed_images = failed_images + %s, "
+        "reused_images = reused_images + %s, "
         "processed_products = total_products - (SELECT COUNT(DISTINCT product_seq) "
         f"FROM images WHERE job_id = %s AND status = %s), updated_at = {NOW} "
         "WHERE id = %s",
@@ -56,6 +57,7 @@ async def update_counters(
             sum(changed.values()),
             changed.get(ImageStatus.SUCCEEDED, 0),
             changed.get(ImageStatus.FAILED, 0),
+            reused,
             job_id,
             str(ImageStatus.PENDING),
             job_id,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from ...models import ImageRecord, ImageStatus, ProductRecord, WorkKind
-from ..columns import IMAGE_COLUMNS
+from ...models import EarlierOutput, ImageRecord, ImageStatus, ProductRecord, WorkKind
+from ..columns import EARLIER_COLUMNS, IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import NOW, image_from
+from .rows import NOW, earlier_from, earlier_values, image_from
+
+# The owner of a job's earlier outputs: '' stands for none (API keys off).
+JOB_OWNER = "(SELECT coalesce(owner, '') FROM jobs WHERE id = %s)"
 
 
 class ImageQueries(Connections):
@@ -24,9 +27,10 @@ class ImageQueries(Connections):
 
     async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
+        reused = 0
         values: list[tuple[Any, ...]] = [
             (str(r.status), r.output_name, r.error_code, r.error_message, r.bytes_in,
-             r.bytes_out, r.width, r.height, r.kept_input, job_id, r.url,
+             r.bytes_out, r.width, r.height, r.kept_input, r.reused, job_id, r.url,
              str(ImageStatus.PENDING))
             for r in records
         ]  # fmt: skip
@@ -36,17 +40,49 @@ class ImageQueries(Connections):
             await cursor.executemany(
                 "UPDATE images SET status = %s, output_name = %s, error_code = %s, "
                 "error_message = %s, bytes_in = %s, bytes_out = %s, width = %s, height = %s, "
-                "kept_input = %s WHERE job_id = %s AND url = %s AND status = %s "
-                "RETURNING status",
+                "kept_input = %s, reused = %s WHERE job_id = %s AND url = %s AND status = %s "
+                "RETURNING status, reused",
                 values,
                 returning=True,
             )
             while True:
-                for (status,) in await cursor.fetchall():
+                for status, reuse in await cursor.fetchall():
                     changed[ImageStatus(status)] += 1
+                    reused += reuse
                 if not cursor.nextset():
                     break
-            await update_counters(db, job_id, changed)
+            await update_counters(db, job_id, changed, reused)
+
+    async def earlier_outputs(
+        self, job_id: str, options_key: str, urls: Collection[str]
+    ) -> dict[str, EarlierOutput]:
+        if not urls:
+            return {}
+        rows = await self._rows(
+            f"SELECT {EARLIER_COLUMNS} FROM earlier_outputs WHERE owner = {JOB_OWNER} "
+            "AND options_key = %s AND url = ANY(%s)",
+            (job_id, options_key, list(urls)),
+        )
+        return {output.outcome.url: output for output in map(earlier_from, rows)}
+
+    async def remember_outputs(
+        self, job_id: str, options_key: str, outputs: Iterable[EarlierOutput]
+    ) -> None:
+        # In URL order: two jobs of one owner remembering the same URLs at once take their
+        # row locks in the same order, so neither waits on the other in a deadlock.
+        ordered = sorted(outputs, key=lambda o: o.outcome.url)
+        values = [(job_id, options_key, job_id, *earlier_values(o)) for o in ordered]
+        if not values:
+            return
+        changing = ("job_id", *EARLIER_COLUMNS.split(", "))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in changing if c != "url")
+        async with self._transaction() as db, db.cursor() as cursor:
+            await cursor.executemany(
+                f"INSERT INTO earlier_outputs (owner, options_key, job_id, {EARLIER_COLUMNS}) "
+                f"VALUES ({JOB_OWNER}, {', '.join(['%s'] * (len(values[0]) - 1))}) "
+                f"ON CONFLICT (owner, options_key, url) DO UPDATE SET {updates}",
+                values,
+            )
 
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str

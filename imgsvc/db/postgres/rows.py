@@ -11,12 +11,14 @@ from ...models import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,
+    EarlierOutput,
     ImageRecord,
     ImageStatus,
     Job,
     JobOptions,
     JobStatus,
     OutputFormat,
+    Validators,
     WorkItem,
     WorkKind,
 )
@@ -50,18 +52,19 @@ def job_values(job: Job) -> tuple[Any, ...]:
     return (
         job.id, str(job.status), job.message, job.created_at, job.updated_at, job.completed_at,
         job.base_url, job.webhook_url, o.quality, o.max_dimension, str(o.format), o.progressive,
-        Jsonb(list(job.header)), job.total_products, job.total_images, job.processed_products,
-        job.processed_images, job.succeeded_images, job.failed_images, job.csv_filename,
+        o.reuse, Jsonb(list(job.header)), job.total_products, job.total_images,
+        job.processed_products, job.processed_images, job.succeeded_images, job.failed_images,
+        job.csv_filename, job.reused_images,
     )  # fmt: skip
 
 
 def job_from(row: Any) -> Job:
     (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
-     max_dimension, fmt, progressive, header, *counters) = row  # fmt: skip
+     max_dimension, fmt, progressive, reuse, header, *counters) = row  # fmt: skip
     return Job(
         id_, JobStatus(status), message, created.astimezone(UTC), updated.astimezone(UTC),
         utc(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, OutputFormat(fmt), progressive), tuple(header),
+        JobOptions(quality, max_dimension, OutputFormat(fmt), progressive, reuse), tuple(header),
         *counters,
     )  # fmt: skip
 
@@ -85,3 +88,18 @@ def work_from(row: Any) -> WorkItem:
 def image_from(row: Any) -> ImageRecord:
     url, status, *rest = row
     return ImageRecord(url, ImageStatus(status), *rest)
+
+
+def earlier_values(output: EarlierOutput) -> tuple[Any, ...]:
+    """An earlier output's EARLIER_COLUMNS."""
+    o = output.outcome
+    return (
+        output.validators.etag, output.validators.last_modified, output.sha256, o.url,
+        o.output_name, o.bytes_in, o.bytes_out, o.width, o.height, o.kept_input,
+    )  # fmt: skip
+
+
+def earlier_from(row: Any) -> EarlierOutput:
+    etag, last_modified, sha256, url, *rest = row
+    outcome = ImageRecord(url, ImageStatus.SUCCEEDED, rest[0], None, None, *rest[1:])
+    return EarlierOutput(Validators(etag, last_modified), sha256, outcome)

@@ -122,6 +122,32 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN progressive boolean NOT NULL DEFAULT false;
     ALTER TABLE images ADD COLUMN kept_input boolean;
     """,
+    # Reuse across jobs: whether a job may reuse, how many of its images did, which did;
+    # and per owner ('' with API keys off), options key and URL, the output a later job
+    # reuses when the host says the image is unchanged. It goes with the job whose output
+    # it names.
+    """
+    ALTER TABLE jobs ADD COLUMN reuse boolean NOT NULL DEFAULT true;
+    ALTER TABLE jobs ADD COLUMN reused_images integer NOT NULL DEFAULT 0;
+    ALTER TABLE images ADD COLUMN reused boolean NOT NULL DEFAULT false;
+    CREATE TABLE earlier_outputs (
+        owner text NOT NULL,
+        options_key text NOT NULL,
+        url text COLLATE "C" NOT NULL,
+        job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        etag text,
+        last_modified text,
+        sha256 text NOT NULL,
+        output_name text NOT NULL,
+        bytes_in bigint,
+        bytes_out bigint,
+        width integer,
+        height integer,
+        kept_input boolean,
+        PRIMARY KEY (owner, options_key, url)
+    );
+    CREATE INDEX earlier_outputs_by_job ON earlier_outputs (job_id);
+    """,
 )
 
 

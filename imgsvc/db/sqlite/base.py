@@ -47,7 +47,7 @@ class Connections:
 
 
 async def update_counters(
-    db: aiosqlite.Connection, job_id: str, changed: dict[ImageStatus, int]
+    db: aiosqlite.Connection, job_id: str, changed: dict[ImageStatus, int], reused: int = 0
 ) -> None:
     # A product is processed when none of its images is pending; counting the distinct
     # products among the pending rows walks an index and keeps the count exact when one
@@ -55,6 +55,7 @@ async def update_counters(
     await db.execute(
         "UPDATE jobs SET processed_images = processed_images + ?, "
         "succeeded_images = succeeded_images + ?, failed_images = failed_images + ?, "
+        "reused_images = reused_images + ?, "
         "processed_products = total_products - (SELECT COUNT(DISTINCT product_seq) "
         f"FROM images WHERE job_id = ? AND status = ?), updated_at = {NOW} "
         "WHERE id = ?",
@@ -62,6 +63,7 @@ async def update_counters(
             sum(changed.values()),
             changed.get(ImageStatus.SUCCEEDED, 0),
             changed.get(ImageStatus.FAILED, 0),
+            reused,
             job_id,
             ImageStatus.PENDING,
             job_id,

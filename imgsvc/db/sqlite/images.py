@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from ...models import ImageRecord, ImageStatus, ProductRecord, WorkKind
-from ..columns import IMAGE_COLUMNS
+from ...models import EarlierOutput, ImageRecord, ImageStatus, ProductRecord, WorkKind
+from ..columns import EARLIER_COLUMNS, IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import NOW, image_from
+from .rows import NOW, earlier_from, earlier_values, image_from
+
+# The owner of a job's earlier outputs: '' stands for none (API keys off).
+JOB_OWNER = "(SELECT coalesce(owner, '') FROM jobs WHERE id = ?)"
 
 
 class ImageQueries(Connections):
@@ -25,9 +28,11 @@ class ImageQueries(Connections):
 
     async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
-        by_status: dict[ImageStatus, list[tuple[Any, ...]]] = {s: [] for s in changed}
+        reused = 0
+        # Batches by status and reuse, so each batch's row count feeds its counter.
+        batches: dict[tuple[ImageStatus, bool], list[tuple[Any, ...]]] = {}
         for r in records:
-            by_status[r.status].append(
+            batches.setdefault((r.status, r.reused), []).append(
                 (
                     r.status,
                     r.output_name,
@@ -38,28 +43,57 @@ class ImageQueries(Connections):
                     r.width,
                     r.height,
                     None if r.kept_input is None else int(r.kept_input),
+                    int(r.reused),
                     job_id,
                     r.url,
                     ImageStatus.PENDING,
                 )
             )
         async with self._transaction() as db:
-            for status, values in by_status.items():
-                if values:
-                    # Without statistics SQLite picks the primary key's job_id prefix here,
-                    # which visits every image of the job for each URL: 12 ms a URL in a
-                    # job of 100,000 images (20 minutes in all, the write lock held 6 s a
-                    # batch) against 0.012 ms through images_by_url.
-                    cursor = await db.executemany(
-                        "UPDATE images INDEXED BY images_by_url "
-                        "SET status = ?, output_name = ?, error_code = ?, "
-                        "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ?, "
-                        "kept_input = ? "
-                        "WHERE job_id = ? AND url = ? AND status = ?",
-                        values,
-                    )
-                    changed[status] = cursor.rowcount
-            await update_counters(db, job_id, changed)
+            for (status, reuse), values in batches.items():
+                # Without statistics SQLite picks the primary key's job_id prefix here,
+                # which visits every image of the job for each URL: 12 ms a URL in a
+                # job of 100,000 images (20 minutes in all, the write lock held 6 s a
+                # batch) against 0.012 ms through images_by_url.
+                cursor = await db.executemany(
+                    "UPDATE images INDEXED BY images_by_url "
+                    "SET status = ?, output_name = ?, error_code = ?, "
+                    "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ?, "
+                    "kept_input = ?, reused = ? "
+                    "WHERE job_id = ? AND url = ? AND status = ?",
+                    values,
+                )
+                changed[status] += cursor.rowcount
+                reused += cursor.rowcount if reuse else 0
+            await update_counters(db, job_id, changed, reused)
+
+    async def earlier_outputs(
+        self, job_id: str, options_key: str, urls: Collection[str]
+    ) -> dict[str, EarlierOutput]:
+        if not urls:
+            return {}
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {EARLIER_COLUMNS} FROM earlier_outputs WHERE owner = {JOB_OWNER} "
+            f"AND options_key = ? AND url IN ({', '.join('?' * len(urls))})",
+            (job_id, options_key, *urls),
+        )
+        return {output.outcome.url: output for output in map(earlier_from, rows)}
+
+    async def remember_outputs(
+        self, job_id: str, options_key: str, outputs: Iterable[EarlierOutput]
+    ) -> None:
+        values = [(job_id, options_key, job_id, *earlier_values(o)) for o in outputs]
+        if not values:
+            return
+        changing = ("job_id", *EARLIER_COLUMNS.split(", "))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in changing if c != "url")
+        async with self._transaction() as db:
+            await db.executemany(
+                f"INSERT INTO earlier_outputs (owner, options_key, job_id, {EARLIER_COLUMNS}) "
+                f"VALUES ({JOB_OWNER}, {', '.join('?' * (len(values[0]) - 1))}) "
+                f"ON CONFLICT (owner, options_key, url) DO UPDATE SET {updates}",
+                values,
+            )
 
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str

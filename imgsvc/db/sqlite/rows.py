@@ -14,12 +14,14 @@ from ...models import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,
+    EarlierOutput,
     ImageRecord,
     ImageStatus,
     Job,
     JobOptions,
     JobStatus,
     OutputFormat,
+    Validators,
     WorkItem,
     WorkKind,
 )
@@ -67,18 +69,19 @@ def job_values(job: Job) -> tuple[Any, ...]:
         job.id, job.status, job.message, stored(job.created_at), stored(job.updated_at),
         stored(job.completed_at),
         job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format, int(o.progressive),
-        json.dumps(job.header), job.total_products, job.total_images, job.processed_products,
-        job.processed_images, job.succeeded_images, job.failed_images, job.csv_filename,
+        int(o.reuse), json.dumps(job.header), job.total_products, job.total_images,
+        job.processed_products, job.processed_images, job.succeeded_images, job.failed_images,
+        job.csv_filename, job.reused_images,
     )  # fmt: skip
 
 
 def job_from(row: Any) -> Job:
     (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
-     max_dimension, fmt, progressive, header, *counters) = row  # fmt: skip
+     max_dimension, fmt, progressive, reuse, header, *counters) = row  # fmt: skip
     return Job(
         id_, JobStatus(status), message, read_time(created), read_time(updated),
         read_time(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, OutputFormat(fmt), bool(progressive)),
+        JobOptions(quality, max_dimension, OutputFormat(fmt), bool(progressive), bool(reuse)),
         tuple(json.loads(header)), *counters,
     )  # fmt: skip
 
@@ -100,6 +103,24 @@ def work_from(row: Any) -> WorkItem:
 
 
 def image_from(row: Any) -> ImageRecord:
-    url, status, name, code, message, bytes_in, bytes_out, width, height, kept = row
+    url, status, name, code, message, bytes_in, bytes_out, width, height, kept, reused = row
     return ImageRecord(url, ImageStatus(status), name, code, message, bytes_in, bytes_out,
-                       width, height, None if kept is None else bool(kept))  # fmt: skip
+                       width, height, None if kept is None else bool(kept),
+                       bool(reused))  # fmt: skip
+
+
+def earlier_values(output: EarlierOutput) -> tuple[Any, ...]:
+    """An earlier output's EARLIER_COLUMNS."""
+    o = output.outcome
+    return (
+        output.validators.etag, output.validators.last_modified, output.sha256, o.url,
+        o.output_name, o.bytes_in, o.bytes_out, o.width, o.height,
+        None if o.kept_input is None else int(o.kept_input),
+    )  # fmt: skip
+
+
+def earlier_from(row: Any) -> EarlierOutput:
+    etag, last_modified, sha256, url, name, bytes_in, bytes_out, width, height, kept = row
+    outcome = ImageRecord(url, ImageStatus.SUCCEEDED, name, None, None, bytes_in, bytes_out,
+                          width, height, None if kept is None else bool(kept))  # fmt: skip
+    return EarlierOutput(Validators(etag, last_modified), sha256, outcome)

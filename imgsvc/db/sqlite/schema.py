@@ -134,6 +134,32 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN progressive INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE images ADD COLUMN kept_input INTEGER;
     """,
+    # Reuse across jobs: whether a job may reuse (0/1), how many of its images did, which
+    # did; and per owner ('' with API keys off), options key and URL, the output a later
+    # job reuses when the host says the image is unchanged. It goes with the job whose
+    # output it names.
+    """
+    ALTER TABLE jobs ADD COLUMN reuse INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN reused_images INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE images ADD COLUMN reused INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE earlier_outputs (
+        owner TEXT NOT NULL,
+        options_key TEXT NOT NULL,
+        url TEXT NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        etag TEXT,
+        last_modified TEXT,
+        sha256 TEXT NOT NULL,
+        output_name TEXT NOT NULL,
+        bytes_in INTEGER,
+        bytes_out INTEGER,
+        width INTEGER,
+        height INTEGER,
+        kept_input INTEGER,
+        PRIMARY KEY (owner, options_key, url)
+    ) WITHOUT ROWID;
+    CREATE INDEX earlier_outputs_by_job ON earlier_outputs (job_id);
+    """,
 )
 
 
