@@ -53,6 +53,8 @@ class JobOptions:
     max_dimension: int | None
     format: OutputFormat
     progressive: bool = False  # JPEG only: a blurred whole first, sharpened as it loads
+    # Longest sides in pixels of the extra outputs each image also gets, in the order asked.
+    sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,17 @@ class WorkItem:
     slice: int | None  # the slice number, for WorkKind.SLICE
 
 
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """One extra output of an image, made for one of the job's sizes."""
+
+    size: int  # the size asked for: the longest side, unless the image is smaller
+    output_name: str
+    width: int
+    height: int
+    bytes_out: int
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """How one URL of a job stands; an ended URL applies to every occurrence of it in the job."""
@@ -121,6 +134,7 @@ class ImageRecord:
     # The input's own picture, stripped of metadata, was kept because it was smaller than
     # a new encoding; None until the image has been produced.
     kept_input: bool | None = None
+    renditions: tuple[Rendition, ...] = ()  # one per job size, in the job's order, once produced
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Producing one slice of a job: each pending URL downloaded, compressed in the Pillow
-thread pool straight into storage, and its outcome committed with others in batches.
+thread pool straight into storage (its main output and one per size, from one decode), and
+its outcome committed with others in batches.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from functools import partial
 
 from .. import metrics
 from ..db import Database
-from ..models import ImageRecord, ImageStatus, Job
-from ..storage import Storage, image_name
+from ..models import ImageRecord, ImageStatus, Job, Rendition
+from ..storage import Storage, image_name, output_names
 from . import compress
 from .fetch import Fetcher, FetchError
 from .finish import StorageFailure
@@ -106,20 +107,32 @@ class SliceRun:
                 data = await self._p.fetcher.fetch(url)
         except FetchError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message)
-        name = image_name(self._job.id, url, self._options.format.extension)
+        sizes = self._job.options.sizes
+        names = output_names(image_name(self._job.id, url, self._options.format.extension), sizes)
         encode = partial(
-            compress.compress, data, options=self._options, max_pixels=self._p.max_pixels
+            compress.compress_sizes,
+            data,
+            options=self._options,
+            sizes=sizes,
+            max_pixels=self._p.max_pixels,
         )
         try:
             with metrics.COMPRESS_SECONDS.time():
-                result, size = await self._p.storage.put_image(name, encode, self._p.pool)
+                results, stored = await self._p.storage.put_images(names, encode, self._p.pool)
         except compress.ImageError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
         except OSError as exc:
             raise StorageFailure(_storage_reason(exc)) from exc
+        main = results[0]
+        renditions = tuple(
+            Rendition(size, name, result.width, result.height, size_out)
+            for size, name, result, size_out in zip(
+                sizes, names[1:], results[1:], stored[1:], strict=True
+            )
+        )
         return ImageRecord(
-            url, ImageStatus.SUCCEEDED, name, None, None, len(data), size,
-            result.width, result.height, result.kept_input,
+            url, ImageStatus.SUCCEEDED, names[0], None, None, len(data), stored[0],
+            main.width, main.height, main.kept_input, renditions,
         )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from ...models import ImageRecord, ImageStatus, ProductRecord, WorkKind
 from ..columns import IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import NOW, image_from
+from .rows import NOW, image_from, renditions_value
 
 
 class ImageQueries(Connections):
@@ -26,7 +26,7 @@ class ImageQueries(Connections):
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
         values: list[tuple[Any, ...]] = [
             (str(r.status), r.output_name, r.error_code, r.error_message, r.bytes_in,
-             r.bytes_out, r.width, r.height, r.kept_input, job_id, r.url,
+             r.bytes_out, r.width, r.height, r.kept_input, renditions_value(r), job_id, r.url,
              str(ImageStatus.PENDING))
             for r in records
         ]  # fmt: skip
@@ -36,7 +36,7 @@ class ImageQueries(Connections):
             await cursor.executemany(
                 "UPDATE images SET status = %s, output_name = %s, error_code = %s, "
                 "error_message = %s, bytes_in = %s, bytes_out = %s, width = %s, height = %s, "
-                "kept_input = %s WHERE job_id = %s AND url = %s AND status = %s "
+                "kept_input = %s, renditions = %s WHERE job_id = %s AND url = %s AND status = %s "
                 "RETURNING status",
                 values,
                 returning=True,

@@ -20,6 +20,7 @@ from ...models import (
     WorkItem,
     WorkKind,
 )
+from ..columns import read_renditions, stored_renditions
 
 # The database's clock: `clock_timestamp()`, not `now()`, which stands still for the whole
 # transaction. NOW_PLUS is the same `%s` seconds from now.
@@ -52,17 +53,17 @@ def job_values(job: Job) -> tuple[Any, ...]:
         job.base_url, job.webhook_url, o.quality, o.max_dimension, str(o.format), o.progressive,
         Jsonb(list(job.header)), job.total_products, job.total_images, job.processed_products,
         job.processed_images, job.succeeded_images, job.failed_images, job.csv_filename,
+        list(o.sizes),
     )  # fmt: skip
 
 
 def job_from(row: Any) -> Job:
     (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
-     max_dimension, fmt, progressive, header, *counters) = row  # fmt: skip
+     max_dimension, fmt, progressive, header, *counters, sizes) = row  # fmt: skip
+    options = JobOptions(quality, max_dimension, OutputFormat(fmt), progressive, tuple(sizes))
     return Job(
         id_, JobStatus(status), message, created.astimezone(UTC), updated.astimezone(UTC),
-        utc(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, OutputFormat(fmt), progressive), tuple(header),
-        *counters,
+        utc(completed), base_url, webhook_url, options, tuple(header), *counters,
     )  # fmt: skip
 
 
@@ -83,5 +84,12 @@ def work_from(row: Any) -> WorkItem:
 
 
 def image_from(row: Any) -> ImageRecord:
-    url, status, *rest = row
-    return ImageRecord(url, ImageStatus(status), *rest)
+    url, status, name, code, message, bytes_in, bytes_out, width, height, kept, sizes = row
+    return ImageRecord(url, ImageStatus(status), name, code, message, bytes_in, bytes_out,
+                       width, height, kept, read_renditions(sizes))  # fmt: skip
+
+
+def renditions_value(record: ImageRecord) -> Jsonb | None:
+    """The renditions column of an image's outcome."""
+    rows = stored_renditions(record.renditions)
+    return None if rows is None else Jsonb(rows)

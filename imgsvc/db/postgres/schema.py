@@ -122,6 +122,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN progressive boolean NOT NULL DEFAULT false;
     ALTER TABLE images ADD COLUMN kept_input boolean;
     """,
+    # Sizes: the extra longest sides asked at upload; per image, the outputs made for them
+    # ([[size, name, width, height, bytes], ...], NULL until produced).
+    """
+    ALTER TABLE jobs ADD COLUMN sizes integer[] NOT NULL DEFAULT '{}';
+    ALTER TABLE images ADD COLUMN renditions jsonb;
+    """,
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from ...models import ImageRecord, ImageStatus, ProductRecord, WorkKind
 from ..columns import IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import NOW, image_from
+from .rows import NOW, image_from, renditions_value
 
 
 class ImageQueries(Connections):
@@ -38,6 +38,7 @@ class ImageQueries(Connections):
                     r.width,
                     r.height,
                     None if r.kept_input is None else int(r.kept_input),
+                    renditions_value(r),
                     job_id,
                     r.url,
                     ImageStatus.PENDING,
@@ -54,7 +55,7 @@ class ImageQueries(Connections):
                         "UPDATE images INDEXED BY images_by_url "
                         "SET status = ?, output_name = ?, error_code = ?, "
                         "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ?, "
-                        "kept_input = ? "
+                        "kept_input = ?, renditions = ? "
                         "WHERE job_id = ? AND url = ? AND status = ?",
                         values,
                     )

@@ -23,6 +23,7 @@ from ...models import (
     WorkItem,
     WorkKind,
 )
+from ..columns import read_renditions, stored_renditions
 
 # The database's clock in the stored form, and the same `?` seconds from now.
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -69,17 +70,20 @@ def job_values(job: Job) -> tuple[Any, ...]:
         job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format, int(o.progressive),
         json.dumps(job.header), job.total_products, job.total_images, job.processed_products,
         job.processed_images, job.succeeded_images, job.failed_images, job.csv_filename,
+        json.dumps(o.sizes),
     )  # fmt: skip
 
 
 def job_from(row: Any) -> Job:
     (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
-     max_dimension, fmt, progressive, header, *counters) = row  # fmt: skip
+     max_dimension, fmt, progressive, header, *counters, sizes) = row  # fmt: skip
+    options = JobOptions(
+        quality, max_dimension, OutputFormat(fmt), bool(progressive), tuple(json.loads(sizes))
+    )
     return Job(
         id_, JobStatus(status), message, read_time(created), read_time(updated),
-        read_time(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, OutputFormat(fmt), bool(progressive)),
-        tuple(json.loads(header)), *counters,
+        read_time(completed), base_url, webhook_url, options, tuple(json.loads(header)),
+        *counters,
     )  # fmt: skip
 
 
@@ -100,6 +104,13 @@ def work_from(row: Any) -> WorkItem:
 
 
 def image_from(row: Any) -> ImageRecord:
-    url, status, name, code, message, bytes_in, bytes_out, width, height, kept = row
+    url, status, name, code, message, bytes_in, bytes_out, width, height, kept, sizes = row
     return ImageRecord(url, ImageStatus(status), name, code, message, bytes_in, bytes_out,
-                       width, height, None if kept is None else bool(kept))  # fmt: skip
+                       width, height, None if kept is None else bool(kept),
+                       read_renditions(sizes and json.loads(sizes)))  # fmt: skip
+
+
+def renditions_value(record: ImageRecord) -> str | None:
+    """The renditions column of an image's outcome."""
+    rows = stored_renditions(record.renditions)
+    return None if rows is None else json.dumps(rows)

@@ -134,6 +134,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN progressive INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE images ADD COLUMN kept_input INTEGER;
     """,
+    # Sizes: the extra longest sides asked at upload (a JSON list); per image, the outputs
+    # made for them (JSON [[size, name, width, height, bytes], ...], NULL until produced).
+    """
+    ALTER TABLE jobs ADD COLUMN sizes TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE images ADD COLUMN renditions TEXT;
+    """,
 )
 
 
