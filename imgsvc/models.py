@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -135,6 +136,11 @@ class ImageRecord:
     # a new encoding; None until the image has been produced.
     kept_input: bool | None = None
     renditions: tuple[Rendition, ...] = ()  # one per job size, in the job's order, once produced
+
+    def output_names(self, sizes: Sequence[int]) -> list[str | None]:
+        """The main output's name, then the name made for each of `sizes` (None: none)."""
+        by_size = {r.size: r.output_name for r in self.renditions}
+        return [self.output_name, *(by_size.get(size) for size in sizes)]
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ SCHEMAS: dict[str, Any] = {
     "Image": {
         "type": "object",
         "required": ["input_url", "output_url", "status", "error", "bytes_in", "bytes_out",
-                     "width", "height", "kept_input"],
+                     "width", "height", "kept_input", "renditions"],
         "properties": {
             "input_url": {"type": "string"}, "output_url": nullable("string"),
             "status": {"type": "string", "enum": ["pending", "processing", "succeeded",
@@ -96,6 +96,20 @@ SCHEMAS: dict[str, Any] = {
             "kept_input": nullable("boolean", description="true when the input's own picture, "
                                    "stripped of metadata, was kept because it was smaller "
                                    "than a new encoding; null until the image is produced"),
+            "renditions": {"type": "array", "items": ref("Rendition"),
+                           "description": "one output per size asked at upload, in that "
+                                          "order, once the image is produced"},
+        },
+    },
+    "Rendition": {
+        "type": "object",
+        "required": ["size", "output_url", "width", "height", "bytes_out"],
+        "properties": {
+            "size": {"type": "integer", "description": "the longest side asked for; the "
+                     "image's own size when it is smaller (never enlarged)"},
+            "output_url": {"type": "string"},
+            "width": {"type": "integer"}, "height": {"type": "integer"},
+            "bytes_out": {"type": "integer"},
         },
     },
     "Product": {
@@ -132,7 +146,8 @@ SCHEMAS: dict[str, Any] = {
                                           "clients)"},
                 "options": {"type": "object", "properties": {
                     "quality": {"type": "integer"}, "max_dimension": nullable("integer"),
-                    "format": {"type": "string"}, "progressive": {"type": "boolean"}}},
+                    "format": {"type": "string"}, "progressive": {"type": "boolean"},
+                    "sizes": {"type": "array", "items": {"type": "integer"}}}},
                 "webhook": ref("Webhook"),
                 "offset": {"type": "integer"}, "limit": {"type": "integer"},
                 "products": {"type": "array", "items": ref("Product")},

@@ -120,6 +120,7 @@ def details_object(
             "max_dimension": job.options.max_dimension,
             "format": job.options.format,
             "progressive": job.options.progressive,
+            "sizes": list(job.options.sizes),
         },
         "offset": offset,
         "limit": limit,
@@ -167,4 +168,14 @@ def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]
         "width": image.width,
         "height": image.height,
         "kept_input": image.kept_input,
+        "renditions": [
+            {
+                "size": r.size,
+                "output_url": image_url(base_url, r.output_name),
+                "width": r.width,
+                "height": r.height,
+                "bytes_out": r.bytes_out,
+            }
+            for r in image.renditions
+        ],
     }

@@ -86,7 +86,10 @@ async def write_results(db: Database, storage: Storage, job_id: str) -> Job:
     # Not in the Pillow pool: the thread mostly waits for pages of rows from the event loop,
     # and a compression slot held that long would slow every other job.
     rows = _result_rows(db, job, asyncio.get_running_loop())
-    await storage.put_results(job_id, lambda out: results.write_results(out, job.header, rows))
+    columns = results.sized_columns(results.OUTPUT_COLUMN, job.options.sizes)
+    await storage.put_results(
+        job_id, lambda out: results.write_results(out, job.header, rows, columns)
+    )
     return job
 
 
@@ -101,9 +104,13 @@ async def _remove_cancelled_files(db: Database, storage: Storage, job_id: str) -
 
 def _result_rows(
     db: Database, job: Job, loop: asyncio.AbstractEventLoop
-) -> Iterator[tuple[tuple[str, ...], list[str | None]]]:
-    """The results CSV's rows, read page by page from a worker thread."""
+) -> Iterator[tuple[tuple[str, ...], results.Outputs]]:
+    """The results CSV's rows, read page by page from a worker thread: the main outputs'
+    URLs, then those of each size."""
     for product in products_from_thread(db, job.id, loop):
-        urls = [image_url(job.base_url, i.output_name) if i.output_name else None
-                for i in product.images]  # fmt: skip
+        names = [image.output_names(job.options.sizes) for image in product.images]
+        # One column per output (main, then each size), one entry per image.
+        urls = [
+            [image_url(job.base_url, n) if n else None for n in c] for c in zip(*names, strict=True)
+        ]
         yield product.cells, urls
