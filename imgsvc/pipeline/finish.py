@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from ..api.payloads import image_url
 from ..db import Database, products_from_thread, url_pages
-from ..models import ImageStatus, Job, JobStatus
+from ..models import ImageStatus, Job, JobStatus, ProductRecord
 from ..storage import Storage, image_names
 from . import results
 from .webhooks import outbox_entry
@@ -105,12 +105,16 @@ async def _remove_cancelled_files(db: Database, storage: Storage, job_id: str) -
 def _result_rows(
     db: Database, job: Job, loop: asyncio.AbstractEventLoop
 ) -> Iterator[tuple[tuple[str, ...], results.Outputs]]:
-    """The results CSV's rows, read page by page from a worker thread: the main outputs'
-    URLs, then those of each size."""
+    """The results CSV's rows, read page by page from a worker thread."""
     for product in products_from_thread(db, job.id, loop):
-        names = [image.output_names(job.options.sizes) for image in product.images]
-        # One column per output (main, then each size), one entry per image.
-        urls = [
-            [image_url(job.base_url, n) if n else None for n in c] for c in zip(*names, strict=True)
-        ]
-        yield product.cells, urls
+        yield product.cells, output_urls(job, product)
+
+
+def output_urls(job: Job, product: ProductRecord) -> list[list[str | None]]:
+    """The product's output URLs by results column (the main outputs, then each size's),
+    one entry per input URL; None where there is no output."""
+    names = [image.output_names(job.options.sizes) for image in product.images]
+    return [
+        [image_url(job.base_url, name) if name else None for name in column]
+        for column in zip(*names, strict=True)
+    ]

@@ -101,7 +101,8 @@ async def test_upload_progress_results_and_download(
     request_id = await completed_with_results_and_downloads(page)
     _, details = await service.get(f"/api/details/{request_id}")
     assert details["options"] == {
-        "quality": 60, "max_dimension": None, "format": "avif", "progressive": False
+        "quality": 60, "max_dimension": None, "format": "avif", "progressive": False,
+        "sizes": [],
     }  # fmt: skip
     assert details["products"][0]["output_image_urls"][0].endswith(".avif")
     assert await page.locator("#key-form").is_hidden()  # no keys: never asked for one
