@@ -75,10 +75,10 @@ class Storage(Protocol):
     async def put_images(
         self, names: Sequence[str], encode: Callable[[Sequence[BinaryIO]], T], pool: Executor
     ) -> tuple[T, list[int]]:
-        """Store images `names` as `encode` writes them, in one call, into real files opened
-        in the same order, run in `pool` (Pillow releases the GIL while it encodes into a
-        file); its result and the stored sizes, in that order. One call makes every output
-        of one decoded image.
+        """Store images `names` as `encode` writes them, in one call, into real files
+        opened in the same order and readable too (one may be copied into another), run in
+        `pool` (Pillow releases the GIL while it encodes into a file); its result and the
+        stored sizes, in that order. One call makes every output of one decoded image.
 
         If `encode` raises, nothing is stored and its exception propagates. A cancelled call
         returns only once `encode` has ended: after it, nothing more appears in storage.

@@ -146,7 +146,7 @@ class LocalStorage:
         parts = [self._tmp / f"{name}.part" for name in names]
         try:
             with ExitStack() as files:
-                handles = [files.enter_context(part.open("wb")) for part in parts]
+                handles = [files.enter_context(part.open("w+b")) for part in parts]
                 result = encode(handles)
                 sizes = [handle.tell() for handle in handles]
             for part, name in zip(parts, names, strict=True):

@@ -217,7 +217,7 @@ def _encode_into(
     parts: Sequence[Path], encode: Callable[[Sequence[BinaryIO]], T]
 ) -> tuple[T, list[int]]:
     with ExitStack() as files:
-        handles = [files.enter_context(part.open("wb")) for part in parts]
+        handles = [files.enter_context(part.open("w+b")) for part in parts]
         result = encode(handles)
         return result, [handle.tell() for handle in handles]
 

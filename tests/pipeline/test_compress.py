@@ -1055,7 +1055,7 @@ def run_sizes(
     """compress_sizes into real files; the results and the outputs, main first."""
     paths = [tmp_path / f"out-{n}.img" for n in range(1 + len(sizes))]
     with contextlib.ExitStack() as files:
-        outs = [files.enter_context(path.open("wb")) for path in paths]
+        outs = [files.enter_context(path.open("w+b")) for path in paths]
         results = compress_sizes(data, outs, options or EncodeOptions(), sizes, MAX_PIXELS)
     outputs: list[Image.Image] = []
     for path in paths:
