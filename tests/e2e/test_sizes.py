@@ -181,3 +181,15 @@ async def test_sizes_that_cannot_be_made_are_a_400_naming_the_problem(
     )
     assert (status, body["detail"]) == (400, problem)
     assert (await service.get("/api/jobs"))[1]["total"] == 0
+
+
+async def test_an_idempotency_key_tells_uploads_with_other_sizes_apart(
+    service: Service, image_host: ImageHost
+) -> None:
+    text = f"{HEADER}1,A,{image_host.add('/a.jpg', jpeg_bytes(300, 200))}\n"
+    keyed = service.with_headers({"Idempotency-Key": "sized"})
+    status, first = await keyed.upload(text, sizes="200")
+    assert status == 202
+    assert (await keyed.upload(text, sizes="200")) == (200, first)
+    status, other = await keyed.upload(text, sizes="100")
+    assert (status, other["code"]) == (409, "idempotency_key_reused")
