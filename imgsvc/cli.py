@@ -21,6 +21,7 @@ examples:
   imgsvc serve --port 8000 --data-dir ./storage
   imgsvc submit products.csv --watch          # upload, show progress, print the results
   imgsvc submit products.csv --quality 70 --format avif
+  imgsvc submit products.csv --sizes 1600,800,300   # also three smaller outputs per image
   imgsvc status 3f0c9a...                     # the status object as JSON
 
 exit status: 0 when the job completed (some images may have failed; the output says how
@@ -79,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         help="progressive JPEG: a blurred whole image first, sharpened as it loads",
     )  # fmt: skip
     submit.add_argument("--max-dimension", type=int, help="longest side of outputs, px")
+    # Checked by the service, whose 400 names what is wrong with the list.
+    submit.add_argument(
+        "--sizes", metavar="PX,PX,...",
+        help="up to 5 longest sides, e.g. 1600,800,300: one more output per size and image",
+    )  # fmt: skip
     submit.add_argument(
         "--no-reuse", action="store_true",
         help="make every image again, even those unchanged since an earlier job",
@@ -171,6 +177,7 @@ def _submit(args: argparse.Namespace) -> None:
         "format": args.format or "",
         "progressive": "true" if args.progressive else "",
         "max_dimension": str(args.max_dimension or ""),
+        "sizes": args.sizes or "",
         "webhook_url": args.webhook_url or "",
         "reuse": "false" if args.no_reuse else "",
     }

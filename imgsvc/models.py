@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -54,6 +55,8 @@ class JobOptions:
     max_dimension: int | None
     format: OutputFormat
     progressive: bool = False  # JPEG only: a blurred whole first, sharpened as it loads
+    # Longest sides in pixels of the extra outputs each image also gets, in the order asked.
+    sizes: tuple[int, ...] = ()
     reuse: bool = True  # an earlier job's output of an unchanged image may be reused
 
     def output_key(self) -> str:
@@ -120,6 +123,17 @@ class WorkItem:
     slice: int | None  # the slice number, for WorkKind.SLICE
 
 
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """One extra output of an image, made for one of the job's sizes."""
+
+    size: int  # the size asked for: the longest side, unless the image is smaller
+    output_name: str
+    width: int
+    height: int
+    bytes_out: int
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """How one URL of a job stands; an ended URL applies to every occurrence of it in the job."""
@@ -138,6 +152,12 @@ class ImageRecord:
     kept_input: bool | None = None
     # The output is an earlier job's, reused because the image had not changed.
     reused: bool = False
+    renditions: tuple[Rendition, ...] = ()  # one per job size, in the job's order, once produced
+
+    def output_names(self, sizes: Sequence[int]) -> list[str | None]:
+        """The main output's name, then the name made for each of `sizes` (None: none)."""
+        by_size = {r.size: r.output_name for r in self.renditions}
+        return [self.output_name, *(by_size.get(size) for size in sizes)]
 
 
 @dataclass(frozen=True)

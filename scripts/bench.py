@@ -9,6 +9,7 @@ Every section prints into one table:
   between two ceiling runs; the median round is shown.
 - upload: a 100,000-row CSV: time to the 202, the latency of other requests during the
   upload, and the service's peak memory while that job runs.
+- sizes: service CPU per image with sizes=1600,800,300 against one output (bench_sizes.py).
 
     python scripts/bench.py [--only service,upload] [--images 600] [--rounds 3] [--rows 100000]
 """
@@ -35,6 +36,7 @@ from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_rerun import rerun
+from bench_sizes import sizes
 from benchkit import Bench, ImageHost, Row, Section, Server, free_port, percentile, poll, upload
 from sample_host import DISTINCT, photo, products_csv
 
@@ -169,6 +171,7 @@ SECTIONS: dict[str, Section] = {
     "service": service,
     "upload": large_upload,
     "rerun": rerun,
+    "sizes": sizes,
 }
 
 

@@ -46,6 +46,10 @@ def digest(upload: Upload) -> str:
     h.update(f"\0{o.quality}\0{o.max_dimension}\0{o.format}\0{upload.webhook_url}".encode())
     if o.progressive:  # added only when asked, so keys stored before the option still match
         h.update(b"\0progressive")
+    if o.sizes:  # likewise
+        h.update(f"\0sizes={','.join(map(str, o.sizes))}".encode())
+    if not o.reuse:  # likewise
+        h.update(b"\0no-reuse")
     return h.hexdigest()
 
 

@@ -81,7 +81,7 @@ async def zip_archive(request: Request) -> Response:
     job = ended_job(await job_of(request), "the archive")
     services = services_of(request)
     return StreamingResponse(
-        archive.zip_stream(services.db, services.storage, job.id),
+        archive.zip_stream(services.db, services.storage, job),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{archive.archive_name(job.id)}"'},
     )

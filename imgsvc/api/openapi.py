@@ -18,7 +18,7 @@ from ..models import OutputFormat
 from .auth import needs_key
 from .jobs import DETAILS_PAGE, JOBS_PAGE, MAX_JOBS_PAGE
 from .openapi_schemas import SCHEMAS, ref
-from .upload_form import MAX_DIMENSION, MAX_QUALITY, NO, YES
+from .upload_form import MAX_DIMENSION, MAX_QUALITY, MAX_SIZES, NO, YES
 
 JSON = "application/json"
 ID_PARAM = {"name": "request_id", "in": "path", "required": True,
@@ -52,6 +52,11 @@ UPLOAD_FIELDS: dict[str, Any] = {
     "progressive": {"type": "string", "enum": [*YES, *NO], "default": "false",
                     "description": "JPEG only: progressive JPEG, a blurred whole image first "
                                    "that sharpens as it loads"},
+    "sizes": {"type": "string", "example": "1600,800,300",
+              "description": f"up to {MAX_SIZES} longest sides in pixels (1 to {MAX_DIMENSION}, "
+                             "each once), comma-separated: each image also gets one output "
+                             "per size, never enlarged, in the results CSV's columns "
+                             "`Output Image Urls <size>`"},
     "reuse": {"type": "string", "enum": [*YES, *NO], "default": "true",
               "description": "reuse the output of an earlier job of the same API key (same "
                              "URL and options) when the host says the image has not changed "

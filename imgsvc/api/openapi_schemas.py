@@ -87,7 +87,7 @@ SCHEMAS: dict[str, Any] = {
     "Image": {
         "type": "object",
         "required": ["input_url", "output_url", "status", "error", "bytes_in", "bytes_out",
-                     "width", "height", "kept_input", "reused"],
+                     "width", "height", "kept_input", "reused", "renditions"],
         "properties": {
             "input_url": {"type": "string"}, "output_url": nullable("string"),
             "status": {"type": "string", "enum": ["pending", "processing", "succeeded",
@@ -103,6 +103,20 @@ SCHEMAS: dict[str, Any] = {
             "reused": {"type": "boolean", "description": "true when the output is a copy of "
                        "an earlier job's (same owner, URL and options): the host answered 304 "
                        "or sent the same bytes, so nothing was decoded or encoded"},
+            "renditions": {"type": "array", "items": ref("Rendition"),
+                           "description": "one output per size asked at upload, in that "
+                                          "order, once the image is produced"},
+        },
+    },
+    "Rendition": {
+        "type": "object",
+        "required": ["size", "output_url", "width", "height", "bytes_out"],
+        "properties": {
+            "size": {"type": "integer", "description": "the longest side asked for; the "
+                     "image's own size when it is smaller (never enlarged)"},
+            "output_url": {"type": "string"},
+            "width": {"type": "integer"}, "height": {"type": "integer"},
+            "bytes_out": {"type": "integer"},
         },
     },
     "Product": {
@@ -139,7 +153,9 @@ SCHEMAS: dict[str, Any] = {
                                           "clients)"},
                 "options": {"type": "object", "properties": {
                     "quality": {"type": "integer"}, "max_dimension": nullable("integer"),
-                    "format": {"type": "string"}, "progressive": {"type": "boolean"}}},
+                    "format": {"type": "string"}, "progressive": {"type": "boolean"},
+                    "sizes": {"type": "array", "items": {"type": "integer"}},
+                    "reuse": {"type": "boolean"}}},
                 "webhook": ref("Webhook"),
                 "offset": {"type": "integer"}, "limit": {"type": "integer"},
                 "products": {"type": "array", "items": ref("Product")},

@@ -123,6 +123,8 @@ def details_object(
             "max_dimension": job.options.max_dimension,
             "format": job.options.format,
             "progressive": job.options.progressive,
+            "sizes": list(job.options.sizes),
+            "reuse": job.options.reuse,
         },
         "offset": offset,
         "limit": limit,
@@ -171,4 +173,14 @@ def _image(base_url: str, image: ImageRecord, in_flight: bool) -> dict[str, Any]
         "height": image.height,
         "kept_input": image.kept_input,
         "reused": image.reused,
+        "renditions": [
+            {
+                "size": r.size,
+                "output_url": image_url(base_url, r.output_name),
+                "width": r.width,
+                "height": r.height,
+                "bytes_out": r.bytes_out,
+            }
+            for r in image.renditions
+        ],
     }

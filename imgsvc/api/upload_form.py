@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -19,6 +20,8 @@ from ..pipeline.netguard import AddressPolicy, BlockedAddressError, refuse_numer
 
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-excel")
 MAX_DIMENSION = 20_000
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+MAX_SIZES = 5  # extra outputs per image; each costs an encode and storage
 MAX_QUALITY = 95  # above it JPEG files grow a lot for no visible gain
 MAX_FILENAME = 255  # characters of the uploaded file's name kept (most file systems' limit)
 # How a yes-or-no field may be spelled, in any case.
@@ -84,7 +87,7 @@ def base_name(filename: str | None) -> str | None:
 
 
 def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions:
-    """quality, max_dimension, format, progressive and reuse, each checked with a message
+    """quality, max_dimension, format, progressive, sizes and reuse, each checked with a message
     naming the field."""
     quality = whole_number(fields, "quality", 1, MAX_QUALITY)
     max_dimension = whole_number(fields, "max_dimension", 1, MAX_DIMENSION)
@@ -93,10 +96,42 @@ def parse_options(fields: Mapping[str, str], default_quality: int) -> JobOptions
     if fmt not in tuple(OutputFormat):
         raise bad_field("format", f"{fmt!r} is not one of: {', '.join(OutputFormat)}")
     progressive = yes_or_no(fields, "progressive", default=False)
+    sizes = parse_sizes(fields.get("sizes") or "")
     reuse = yes_or_no(fields, "reuse", default=True)
     return JobOptions(
-        quality or default_quality, max_dimension, OutputFormat(fmt), progressive, reuse
+        quality or default_quality, max_dimension, OutputFormat(fmt), progressive, sizes, reuse
     )
+
+
+def parse_sizes(raw: str) -> tuple[int, ...]:
+    """`sizes`: up to MAX_SIZES longest sides in px, comma-separated, each once; else 400
+    invalid_field naming what is wrong."""
+    if not raw.strip():
+        return ()
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) > MAX_SIZES:
+        raise bad_field("sizes", f"at most {MAX_SIZES} sizes, not {len(parts)}")
+    sizes: list[int] = []
+    for part in parts:
+        size = _size(part)
+        if size in sizes:
+            raise bad_field("sizes", f"{size} is given twice")
+        sizes.append(size)
+    return tuple(sizes)
+
+
+def _size(part: str) -> int:
+    if not part:
+        raise bad_field("sizes", "a size is missing between two commas")
+    if not WHOLE_NUMBER.fullmatch(part):
+        raise bad_field("sizes", f"{part[:20]!r} is not a whole number of pixels")
+    # Compared as text first: int() refuses numbers of more than 4,300 digits.
+    digits = part.lstrip("+-").lstrip("0")
+    if part.startswith("-") or not digits:
+        raise bad_field("sizes", f"{part[:20]} is not a size: a size is at least 1 pixel")
+    if len(digits) > len(str(MAX_DIMENSION)) or int(digits) > MAX_DIMENSION:
+        raise bad_field("sizes", f"{part[:20]} is more than the limit of {MAX_DIMENSION} pixels")
+    return int(digits)
 
 
 def parse_webhook_url(value: str | None, policy: AddressPolicy) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from ..api.payloads import image_url
 from ..db import Database, products_from_thread, url_pages
-from ..models import ImageStatus, Job, JobStatus
+from ..models import ImageStatus, Job, JobStatus, ProductRecord
 from ..storage import Storage, image_names
 from . import results
 from .webhooks import outbox_entry
@@ -86,7 +86,10 @@ async def write_results(db: Database, storage: Storage, job_id: str) -> Job:
     # Not in the Pillow pool: the thread mostly waits for pages of rows from the event loop,
     # and a compression slot held that long would slow every other job.
     rows = _result_rows(db, job, asyncio.get_running_loop())
-    await storage.put_results(job_id, lambda out: results.write_results(out, job.header, rows))
+    columns = results.sized_columns(results.OUTPUT_COLUMN, job.options.sizes)
+    await storage.put_results(
+        job_id, lambda out: results.write_results(out, job.header, rows, columns)
+    )
     return job
 
 
@@ -101,9 +104,17 @@ async def _remove_cancelled_files(db: Database, storage: Storage, job_id: str) -
 
 def _result_rows(
     db: Database, job: Job, loop: asyncio.AbstractEventLoop
-) -> Iterator[tuple[tuple[str, ...], list[str | None]]]:
+) -> Iterator[tuple[tuple[str, ...], results.Outputs]]:
     """The results CSV's rows, read page by page from a worker thread."""
     for product in products_from_thread(db, job.id, loop):
-        urls = [image_url(job.base_url, i.output_name) if i.output_name else None
-                for i in product.images]  # fmt: skip
-        yield product.cells, urls
+        yield product.cells, output_urls(job, product)
+
+
+def output_urls(job: Job, product: ProductRecord) -> list[list[str | None]]:
+    """The product's output URLs by results column (the main outputs, then each size's),
+    one entry per input URL; None where there is no output."""
+    names = [image.output_names(job.options.sizes) for image in product.images]
+    return [
+        [image_url(job.base_url, name) if name else None for name in column]
+        for column in zip(*names, strict=True)
+    ]

@@ -1,6 +1,7 @@
 """Producing one slice of a job: each pending URL downloaded, compressed in the Pillow
-thread pool straight into storage (or an earlier job's output reused, reuse.py), and its
-outcome committed with others in batches.
+thread pool straight into storage (its main output and one per size, from one
+decode) or an earlier job's outputs reused (reuse.py), and its outcome committed
+with others in batches.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from functools import partial
 
 from .. import metrics
 from ..db import Database
-from ..models import EarlierOutput, ImageRecord, ImageStatus, Job, Validators
-from ..storage import Storage, image_name
+from ..models import EarlierOutput, ImageRecord, ImageStatus, Job, Rendition, Validators
+from ..storage import Storage, image_name, output_names
 from . import compress
 from .fetch import UNKNOWN, Download, Fetcher, FetchError
 from .finish import StorageFailure
@@ -148,19 +149,32 @@ class SliceRun:
             raise StorageFailure(_storage_reason(exc)) from exc
 
     async def _encode(self, url: str, name: str, data: bytes) -> ImageRecord:
+        sizes = self._job.options.sizes
+        names = output_names(name, sizes)
         encode = partial(
-            compress.compress, data, options=self._options, max_pixels=self._p.max_pixels
+            compress.compress_sizes,
+            data,
+            options=self._options,
+            sizes=sizes,
+            max_pixels=self._p.max_pixels,
         )
         try:
             with metrics.COMPRESS_SECONDS.time():
-                result, size = await self._p.storage.put_image(name, encode, self._p.pool)
+                results, stored = await self._p.storage.put_images(names, encode, self._p.pool)
         except compress.ImageError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
         except OSError as exc:
             raise StorageFailure(_storage_reason(exc)) from exc
+        main = results[0]
+        renditions = tuple(
+            Rendition(size, sized, result.width, result.height, size_out)
+            for size, sized, result, size_out in zip(
+                sizes, names[1:], results[1:], stored[1:], strict=True
+            )
+        )
         return ImageRecord(
-            url, ImageStatus.SUCCEEDED, name, None, None, len(data), size,
-            result.width, result.height, result.kept_input,
+            url, ImageStatus.SUCCEEDED, names[0], None, None, len(data), stored[0],
+            main.width, main.height, main.kept_input, renditions=renditions,
         )  # fmt: skip
 
 

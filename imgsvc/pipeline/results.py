@@ -12,29 +12,39 @@ from typing import IO
 OUTPUT_COLUMN = "Output Image Urls"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+# A product's added cells: per added column, one entry per input URL (None: no output).
+Outputs = Sequence[Sequence[str | None]]
+
 
 def _formula_safe(cell: str) -> str:
     """Keep spreadsheets from running a cell as a formula (CSV injection)."""
     return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
-def results_header(header: Sequence[str]) -> list[str]:
-    """The input header followed by ``Output Image Urls``, formula-safe."""
-    return [_formula_safe(cell) for cell in header] + [OUTPUT_COLUMN]
+def sized_columns(name: str, sizes: Sequence[int]) -> list[str]:
+    """`name`, then `name <size>` for each of the job's sizes, in their order."""
+    return [name, *(f"{name} {size}" for size in sizes)]
 
 
-def results_row(cells: Sequence[str], output_urls: Sequence[str | None]) -> list[str]:
-    """The input cells plus one cell of output URLs in input order; a failed image is empty."""
-    joined = ",".join(url or "" for url in output_urls)
-    return [_formula_safe(cell) for cell in cells] + [_formula_safe(joined)]
+def results_header(header: Sequence[str], columns: Sequence[str] = (OUTPUT_COLUMN,)) -> list[str]:
+    """The input header followed by the added columns, formula-safe."""
+    return [_formula_safe(cell) for cell in [*header, *columns]]
+
+
+def results_row(cells: Sequence[str], *outputs: Sequence[str | None]) -> list[str]:
+    """The input cells plus one cell per added column, its entries in input order and
+    comma-separated; an image without an output leaves its place empty."""
+    joined = [",".join(entry or "" for entry in column) for column in outputs]
+    return [_formula_safe(cell) for cell in [*cells, *joined]]
 
 
 def write_results(
     out: IO[str],
     header: Sequence[str],
-    rows: Iterable[tuple[Sequence[str], Sequence[str | None]]],
+    rows: Iterable[tuple[Sequence[str], Outputs]],
+    columns: Sequence[str] = (OUTPUT_COLUMN,),
 ) -> None:
     """Write the results CSV: header, then one row per product, CRLF line ends."""
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(results_header(header))
-    writer.writerows(results_row(cells, urls) for cells, urls in rows)
+    writer.writerow(results_header(header, columns))
+    writer.writerows(results_row(cells, *outputs) for cells, outputs in rows)

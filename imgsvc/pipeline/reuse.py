@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, replace
 
 from ..models import EarlierOutput, ImageRecord, Validators
-from ..storage import Storage
+from ..storage import Storage, output_names
 
 
 @dataclass(frozen=True)
@@ -35,17 +35,29 @@ def sha256_hex(data: bytes) -> str:
 async def reuse(
     storage: Storage, earlier: EarlierOutput, name: str, validators: Validators
 ) -> Produced | None:
-    """The earlier output stored again as `name`, with `validators` now naming the image;
-    None when that output is gone (its job was deleted since it was looked up): then the
-    image must be made again. A storage failure raises OSError."""
-    source = earlier.outcome.output_name
-    if source is None:
+    """The earlier outputs (the main one and one per size) stored again under `name` and
+    the names its sizes derive from it, with `validators` now naming the image; None when
+    one is gone (its job was deleted since it was looked up): then the image must be made
+    again. A storage failure raises OSError."""
+    source = earlier.outcome
+    if source.output_name is None:
         return None
-    if source != name:  # the same job redoing a URL already has it
+    renditions = source.renditions
+    names = output_names(name, (r.size for r in renditions))
+    if source.output_name != name:  # the same job redoing a URL already has them
         try:
-            await storage.copy_image(source, name)
+            for old, new in zip(
+                (source.output_name, *(r.output_name for r in renditions)), names, strict=True
+            ):
+                await storage.copy_image(old, new)
         except FileNotFoundError:
             return None
-    outcome = replace(earlier.outcome, output_name=name)
+    outcome = replace(
+        source,
+        output_name=name,
+        renditions=tuple(
+            replace(r, output_name=n) for r, n in zip(renditions, names[1:], strict=True)
+        ),
+    )
     remember = replace(earlier, validators=validators, outcome=outcome)
     return Produced(replace(outcome, reused=True), remember)

@@ -3,7 +3,8 @@
 Every read or write of an output image or a results CSV goes through `Storage`; the rest of
 the service never sees a path or a bucket. `open_storage` picks the backend from Settings.
 
-Output names are made here, once: `[A-Za-z0-9_-]+.(jpg|webp|avif)`, unguessable and stable. A
+Output names are made here, once: `[A-Za-z0-9_-]+.(jpg|webp|avif)`, unguessable and stable; an
+image's output for one of the job's sizes is its name with `_<size>` before the extension. A
 backend serves those names and nothing else, whatever it is asked for.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import BinaryIO, Protocol, TextIO, TypeVar
 
@@ -37,9 +38,21 @@ def image_name(job_id: str, url: str, extension: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=") + "." + extension
 
 
+def rendition_name(name: str, size: int) -> str:
+    """The output name of image `name` made for one of the job's sizes (`size` px)."""
+    stem, extension = name.rsplit(".", 1)
+    return f"{stem}_{size}.{extension}"
+
+
+def output_names(name: str, sizes: Iterable[int]) -> list[str]:
+    """An image's output names: the main one, then one per size in the order given."""
+    return [name, *(rendition_name(name, size) for size in sizes)]
+
+
 def image_names(job: Job, urls: Iterable[str]) -> list[str]:
-    """The output names `urls` have (or would have) in `job`."""
-    return [image_name(job.id, url, job.options.format.extension) for url in urls]
+    """Every output name `urls` have (or would have) in `job`, its sizes' included."""
+    extension, sizes = job.options.format.extension, job.options.sizes
+    return [n for url in urls for n in output_names(image_name(job.id, url, extension), sizes)]
 
 
 class Storage(Protocol):
@@ -59,11 +72,13 @@ class Storage(Protocol):
     async def ready(self) -> bool:
         """Whether an image could be stored right now (for /readyz)."""
 
-    async def put_image(
-        self, name: str, encode: Callable[[BinaryIO], T], pool: Executor
-    ) -> tuple[T, int]:
-        """Store image `name` as `encode` writes it into a real file, run in `pool` (Pillow
-        releases the GIL while it encodes into a file); its result and the stored size.
+    async def put_images(
+        self, names: Sequence[str], encode: Callable[[Sequence[BinaryIO]], T], pool: Executor
+    ) -> tuple[T, list[int]]:
+        """Store images `names` as `encode` writes them, in one call, into real files
+        opened in the same order and readable too (one may be copied into another), run in
+        `pool` (Pillow releases the GIL while it encodes into a file); its result and the
+        stored sizes, in that order. One call makes every output of one decoded image.
 
         If `encode` raises, nothing is stored and its exception propagates. A cancelled call
         returns only once `encode` has ended: after it, nothing more appears in storage.

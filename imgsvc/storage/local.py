@@ -12,9 +12,16 @@ import shutil
 import stat
 import string
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import Executor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO, TextIO, TypeVar
 
@@ -48,12 +55,13 @@ class LocalStorage:
     async def ready(self) -> bool:
         return await asyncio.to_thread(self._writable)
 
-    async def put_image(
-        self, name: str, encode: Callable[[BinaryIO], T], pool: Executor
-    ) -> tuple[T, int]:
-        if not IMAGE_NAME.fullmatch(name):
-            raise ValueError(f"not an image name: {name!r}")
-        future = pool.submit(self._write_image, name, encode)
+    async def put_images(
+        self, names: Sequence[str], encode: Callable[[Sequence[BinaryIO]], T], pool: Executor
+    ) -> tuple[T, list[int]]:
+        for name in names:
+            if not IMAGE_NAME.fullmatch(name):
+                raise ValueError(f"not an image name: {name!r}")
+        future = pool.submit(self._write_images, names, encode)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -139,19 +147,23 @@ class LocalStorage:
             raise FileNotFoundError(f"not a job id: {job_id!r}")
         return self._results / f"{job_id}.csv"
 
-    def _write_image(self, name: str, encode: Callable[[BinaryIO], T]) -> tuple[T, int]:
-        # The temp file is named after the image: a name is written by one task at a time,
+    def _write_images(
+        self, names: Sequence[str], encode: Callable[[Sequence[BinaryIO]], T]
+    ) -> tuple[T, list[int]]:
+        # Temp files are named after the images: a name is written by one task at a time,
         # and a fixed name spares the random-name search of mkstemp on this hot path.
-        part = self._tmp / f"{name}.part"
+        parts = [self._tmp / f"{name}.part" for name in names]
         try:
-            with part.open("wb") as handle:
-                result = encode(handle)
-                size = handle.tell()
-            os.replace(part, self._image_path(name))
+            with ExitStack() as files:
+                handles = [files.enter_context(part.open("w+b")) for part in parts]
+                result = encode(handles)
+                sizes = [handle.tell() for handle in handles]
+            for part, name in zip(parts, names, strict=True):
+                os.replace(part, self._image_path(name))
         except BaseException:
-            part.unlink(missing_ok=True)
+            _remove(parts)
             raise
-        return result, size
+        return result, sizes
 
     def _link_image(self, source: str, target: str) -> None:
         # A second name for the same bytes, linked in tmp/ and renamed into place like any

@@ -12,11 +12,19 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import Executor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar
 
 import obstore
 from obstore.exceptions import BaseError
@@ -69,25 +77,31 @@ class S3Storage:
             return False
         return True
 
-    async def put_image(
-        self, name: str, encode: Callable[[BinaryIO], T], pool: Executor
-    ) -> tuple[T, int]:
-        if not IMAGE_NAME.fullmatch(name):
-            raise ValueError(f"not an image name: {name!r}")
-        # The temp file is named after the image: a name is written by one task at a time.
-        part = self._tmp / f"{name}.part"
+    async def put_images(
+        self, names: Sequence[str], encode: Callable[[Sequence[BinaryIO]], T], pool: Executor
+    ) -> tuple[T, list[int]]:
+        for name in names:
+            if not IMAGE_NAME.fullmatch(name):
+                raise ValueError(f"not an image name: {name!r}")
+        # Temp files are named after the images: a name is written by one task at a time.
+        parts = [self._tmp / f"{name}.part" for name in names]
         try:
-            future = pool.submit(_encode_into, part, encode)
+            future = pool.submit(_encode_into, parts, encode)
             try:
-                result, size = await asyncio.wrap_future(future)
+                result, sizes = await asyncio.wrap_future(future)
             except asyncio.CancelledError:
                 # As in the data folder: an encode that has started cannot be stopped.
                 await asyncio.wait([asyncio.wrap_future(future)])
                 raise
-            await _to_the_end(self._upload(f"images/{name}", part, media_type(name)))
+            uploads = (
+                self._upload(f"images/{name}", part, media_type(name))
+                for name, part in zip(names, parts, strict=True)
+            )
+            await _to_the_end(_all(uploads))
         finally:
-            part.unlink(missing_ok=True)
-        return result, size
+            for part in parts:
+                part.unlink(missing_ok=True)
+        return result, sizes
 
     async def copy_image(self, source: str, target: str) -> None:
         if not IMAGE_NAME.fullmatch(target):
@@ -203,10 +217,21 @@ async def _to_the_end(work: Awaitable[None]) -> None:
         raise
 
 
-def _encode_into(part: Path, encode: Callable[[BinaryIO], T]) -> tuple[T, int]:
-    with part.open("wb") as handle:
-        result = encode(handle)
-        return result, handle.tell()
+async def _all(uploads: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the uploads side by side and raise the first failure once every one has ended."""
+    outcomes = await asyncio.gather(*uploads, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+def _encode_into(
+    parts: Sequence[Path], encode: Callable[[Sequence[BinaryIO]], T]
+) -> tuple[T, list[int]]:
+    with ExitStack() as files:
+        handles = [files.enter_context(part.open("w+b")) for part in parts]
+        result = encode(handles)
+        return result, [handle.tell() for handle in handles]
 
 
 def _write_text(part: Path, write: Callable[[TextIO], None]) -> None:

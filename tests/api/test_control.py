@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import random
 import resource
 import signal
@@ -53,7 +54,7 @@ async def test_cancel_stops_a_running_job_and_keeps_what_was_produced(tmp_path: 
     data = tmp_path / "data"
     env = service_env(IMGSVC_FETCH_CONCURRENCY="4", IMGSVC_JOB_WORKERS="1")
     async with gated_host() as host, served(data, env) as running:
-        _, running_job = await running.upload(host.csv(30))
+        _, running_job = await running.upload(host.csv(30), sizes="40")
         _, queued_job = await running.upload(host.csv(5, prefix="/img/q"))
         await host.until_waiting(4)
 
@@ -74,7 +75,7 @@ async def test_cancel_stops_a_running_job_and_keeps_what_was_produced(tmp_path: 
         rows = results_rows(data, running_job["request_id"])
         assert len(rows) == 31
         assert all(r[3] == "" for r in rows[1:])
-        assert image_files(data) == []  # the held images were written nowhere
+        assert image_files(data) == []  # the held images were written nowhere, nor their sizes
         assert sum(host.hits.values()) == 4
 
 
@@ -108,7 +109,7 @@ async def test_retention_removes_old_jobs_but_never_a_running_one(tmp_path: Path
     async with gated_host() as host:
         async with served(data, env) as running:
             host.gate.set()
-            _, old = await running.upload(host.csv(3, prefix="/img/old"))
+            _, old = await running.upload(host.csv(3, prefix="/img/old"), sizes="40,20")
             _, recent = await running.upload(host.csv(2, prefix="/img/recent"))
             await running.wait(old["request_id"])
             await running.wait(recent["request_id"])
@@ -117,9 +118,16 @@ async def test_retention_removes_old_jobs_but_never_a_running_one(tmp_path: Path
             await host.until_waiting(2)
             running.signal(signal.SIGTERM)
             assert await running.exit_code() == 0
-        old_files = query(data, "SELECT output_name FROM images WHERE job_id = ?",
-                          old["request_id"])  # fmt: skip
-        assert len(old_files) == 3
+        old_files = [
+            name
+            for main, renditions in query(
+                data,
+                "SELECT output_name, renditions FROM images WHERE job_id = ?",
+                old["request_id"],
+            )
+            for name in [main, *(r[1] for r in json.loads(renditions))]
+        ]
+        assert len(set(old_files) & set(image_files(data))) == 9  # 3 images, 2 sizes each
         age(data, old["request_id"], unfinished["request_id"])
 
         async with served(data, service_env(IMGSVC_RETENTION_DAYS="1")) as running:
@@ -130,7 +138,7 @@ async def test_retention_removes_old_jobs_but_never_a_running_one(tmp_path: Path
             host.gate.set()
             final = await running.wait(unfinished["request_id"])
             assert final["status"] == "completed"
-        assert not {n for (n,) in old_files} & set(image_files(data))
+        assert not set(old_files) & set(image_files(data))
         assert not (data / "results" / f"{old['request_id']}.csv").exists()
         assert query(data, "SELECT COUNT(*) FROM images WHERE job_id = ?",
                      old["request_id"]) == [(0,)]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import logging
@@ -198,14 +199,19 @@ async def test_archive_holds_the_results_and_every_image(
     names = archive.namelist()
     assert names[0] == f"results-{request_id}.csv"
     _, csv_body = await service.get(f"/api/download/{request_id}")
-    assert archive.read(names[0]) == csv_body
+    downloaded = list(csv.reader(io.StringIO(csv_body.decode())))
+    zipped = list(csv.reader(io.StringIO(archive.read(names[0]).decode())))
+    # The same CSV, with where each image is in the zip; the shared URL is one file.
+    files = ["Files", "images/1_1.jpg,", "images/2_1.jpg,images/1_1.jpg"]
+    assert zipped == [[*row, cell] for row, cell in zip(downloaded, files, strict=True)]
+    assert names[1:] == ["images/1_1.jpg", "images/2_1.jpg"]
 
-    outputs = re.findall(r"/api/image/([\w-]+\.jpg)", csv_body.decode())
-    assert len(set(outputs)) == 2, "the shared URL is one image; the missing one has none"
-    assert sorted(names[1:]) == sorted(f"images/{name}" for name in set(outputs))
-    for name in set(outputs):
-        _, served = await service.get(f"/api/image/{name}")
-        assert archive.read(f"images/{name}") == served
+    outputs = [url for row in downloaded[1:] for url in row[3].split(",") if url]
+    for member, url in zip(
+        ["images/1_1.jpg", "images/2_1.jpg", "images/1_1.jpg"], outputs, strict=True
+    ):
+        async with service.client.get(url) as response:
+            assert archive.read(member) == await response.read()
     assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
 
 

@@ -27,6 +27,7 @@ from imgsvc.models import (
     OutboxEntry,
     OutputFormat,
     Product,
+    Rendition,
     Validators,
     WorkKind,
 )
@@ -166,6 +167,27 @@ async def test_output_options_and_a_kept_input_are_stored_as_given(database: Dat
     await database.record_images(job.id, [kept, succeeded("http://h/b")])
     (product,) = await database.products(job.id, 0, 10)
     assert [i.kept_input for i in product.images] == [True, None]
+
+
+async def test_sizes_and_each_images_renditions_are_stored_as_given(
+    database: Database,
+) -> None:
+    products = products_with(("http://h/a", "http://h/b"), ("http://h/a",))
+    job = new_job(products)
+    job = replace(job, options=replace(job.options, sizes=(1600, 300, 800)))
+    await database.create_job(job, products)
+    assert (await current(database, job)).options.sizes == (1600, 300, 800)
+    renditions = (
+        Rendition(1600, "out-a_1600.jpg", 1200, 900, 5000),
+        Rendition(300, "out-a_300.jpg", 300, 225, 700),
+        Rendition(800, "out-a_800.jpg", 800, 600, 2500),
+    )
+    await database.record_images(
+        job.id, [replace(succeeded("http://h/a"), renditions=renditions), failed("http://h/b")]
+    )
+    first, second = await database.products(job.id, 0, 10)
+    assert [i.renditions for i in first.images] == [renditions, ()]
+    assert second.images[0].renditions == renditions  # every occurrence of the URL
 
 
 async def test_a_claim_takes_no_more_than_its_limit_and_each_item_once(

@@ -75,13 +75,14 @@ async def test_submit_watch_exits_1_when_the_job_failed(
     assert "1 failed" in err
 
 
-async def test_submit_sends_the_format_and_progressive(
+async def test_submit_sends_the_format_progressive_and_sizes(
     service: Service, image_host: ImageHost, tmp_path: Path
 ) -> None:
     csv_path = write_csv(tmp_path, image_host.add("/a.jpg", jpeg_bytes(300, 200)))
     for flags, expected in (
         (["--format", "avif"], {"format": "avif", "progressive": False}),
         (["--progressive", "--quality", "70"], {"format": "jpeg", "progressive": True}),
+        (["--sizes", "800,150"], {"sizes": [800, 150]}),
     ):
         code, out, err = await imgsvc("submit", str(csv_path), *flags, "--server", service.url)
         assert code == 0, err

@@ -108,10 +108,47 @@ async def test_upload_progress_results_and_download(
     request_id = await completed_with_results_and_downloads(page)
     _, details = await service.get(f"/api/details/{request_id}")
     assert details["options"] == {
-        "quality": 60, "max_dimension": None, "format": "avif", "progressive": False
+        "quality": 60, "max_dimension": None, "format": "avif", "progressive": False,
+        "sizes": [],
     }  # fmt: skip
     assert details["products"][0]["output_image_urls"][0].endswith(".avif")
     assert await page.locator("#key-form").is_hidden()  # no keys: never asked for one
+
+
+async def test_sizes_are_asked_on_the_form_and_picked_in_the_results(
+    browser: Browser, service: Service, image_host: ImageHost, tmp_path: Path
+) -> None:
+    page = await browser.new_page(accept_downloads=True)
+    await page.goto(service.url + "/")
+    await page.set_input_files("#file", str(products_csv(image_host, tmp_path)))
+    await page.fill("#sizes", "300, 150")
+    await page.click("#submit")
+    await expect(page.locator("#job-state")).to_have_text("completed", timeout=WAIT_MS)
+    picker = page.locator("#size-pick")
+    await expect(picker).to_be_visible()
+    await expect(picker.locator("option")).to_have_text(["main output", "300 px", "150 px"])
+    outputs = page.locator('.pair img[alt="output"]')
+    for choice, width in (("300", 300), ("150", 150), ("", 600)):
+        await picker.select_option(choice)
+        await expect(outputs).to_have_count(3)
+        for n in range(3):  # the picked size's image really loaded in the browser
+            await expect(outputs.nth(n)).to_have_js_property("naturalWidth", width)
+        await expect(page.locator(".pair figcaption").nth(1)).to_contain_text(f"{width}\u00d7")
+
+    async with page.expect_download() as info:
+        await page.click("#download-csv")
+    header = next(csv.reader(io.StringIO(Path(await (await info.value).path()).read_text())))
+    assert header[-3:] == ["Output Image Urls", "Output Image Urls 300", "Output Image Urls 150"]
+
+
+async def test_a_job_without_sizes_offers_no_size_picker(
+    browser: Browser, service: Service, image_host: ImageHost, tmp_path: Path
+) -> None:
+    page = await browser.new_page()
+    await upload(page, service, products_csv(image_host, tmp_path))
+    await expect(page.locator("#job-state")).to_have_text("completed", timeout=WAIT_MS)
+    await expect(page.locator("#results tbody tr")).to_have_count(2)
+    assert await page.locator("#size-picker").is_hidden()
 
 
 async def test_with_api_keys_the_page_asks_for_a_key_and_sends_it(

@@ -149,6 +149,37 @@ async def test_an_unchanged_catalogue_is_reused_without_downloads_or_encodes(
     assert not {i["output_url"] for i in olds} & {i["output_url"] for i in news}
 
 
+async def test_a_rerun_with_sizes_reuses_every_size_and_other_sizes_make_them_again(
+    service: Service, host: CatalogueHost
+) -> None:
+    catalogue = host.catalogue(2)
+    first = await run(service, catalogue, sizes="30,10")
+    host.forget()
+    before = await encodes(service)
+
+    second = await run(service, catalogue, sizes="30,10")
+
+    assert host.full.total() == 0
+    assert await encodes(service) == before
+    assert all(reused(second).values())
+    for old, new in zip(images_of(first), images_of(second), strict=True):
+        assert len(new["renditions"]) == 2
+        for was, now in zip(old["renditions"], new["renditions"], strict=True):
+            assert {k: v for k, v in now.items() if k != "output_url"} == {
+                k: v for k, v in was.items() if k != "output_url"
+            }
+            assert now["output_url"] != was["output_url"]  # the re-run's own file
+            status_was, bytes_was = await service.get(urlsplit(was["output_url"]).path)
+            status_now, bytes_now = await service.get(urlsplit(now["output_url"]).path)
+            assert status_was == status_now == 200
+            assert bytes_now == bytes_was
+    host.forget()
+
+    other = await run(service, catalogue, sizes="20")  # other outputs: nothing to reuse
+    assert not any(reused(other).values())
+    assert host.full.total() == 2
+
+
 async def test_a_changed_image_is_made_again_and_becomes_the_one_reused(
     service: Service, host: CatalogueHost
 ) -> None:

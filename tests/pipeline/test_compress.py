@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import io
@@ -15,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageCms, JpegImagePlugin
+from PIL import Image, ImageChops, ImageCms, ImageStat, JpegImagePlugin
 
 from imgsvc.models import OutputFormat
 from imgsvc.pipeline import compress as compress_module
-from imgsvc.pipeline.compress import EncodeOptions, ImageError, ImageResult, compress, sniff_format
+from imgsvc.pipeline.compress import (
+    EncodeOptions,
+    ImageError,
+    ImageResult,
+    compress,
+    compress_sizes,
+    sniff_format,
+)
 
 MAX_PIXELS = 50_000_000
 RED = (255, 0, 0)
@@ -1036,3 +1044,59 @@ def test_the_kept_input_replaces_all_of_the_new_encoding(tmp_path: Path) -> None
     assert raw.startswith(b"header\xff\xd8")
     assert raw.endswith(b"\xff\xd9")
     assert decoded(raw[len(b"header") :]).size == (96, 72)
+
+
+# --- several sizes from one decode -------------------------------------------------------
+
+
+def run_sizes(
+    tmp_path: Path, data: bytes, sizes: tuple[int, ...], options: EncodeOptions | None = None
+) -> tuple[list[ImageResult], list[Image.Image]]:
+    """compress_sizes into real files; the results and the outputs, main first."""
+    paths = [tmp_path / f"out-{n}.img" for n in range(1 + len(sizes))]
+    with contextlib.ExitStack() as files:
+        outs = [files.enter_context(path.open("w+b")) for path in paths]
+        results = compress_sizes(data, outs, options or EncodeOptions(), sizes, MAX_PIXELS)
+    outputs: list[Image.Image] = []
+    for path in paths:
+        with Image.open(path) as output:
+            output.load()
+            outputs.append(output)
+    return results, outputs
+
+
+def test_each_size_is_one_more_output_in_the_order_asked(tmp_path: Path) -> None:
+    data = encode(gradient_picture(1200, 900), "JPEG", quality=90)
+    results, outputs = run_sizes(tmp_path, data, (300, 1600, 800))
+    expected = [(1200, 900), (300, 225), (1200, 900), (800, 600)]  # never enlarged
+    assert [(r.width, r.height) for r in results] == expected
+    assert [o.size for o in outputs] == expected
+    assert not any(r.kept_input for r in results[1:])
+
+
+def test_sizes_with_max_dimension_decode_small_and_still_look_right(tmp_path: Path) -> None:
+    # Every output is at most 600 px: the JPEG is decoded at a quarter of its 2400 px,
+    # and each smaller output is made from the one before it.
+    picture = gradient_picture(2400, 1600)
+    data = encode(picture, "JPEG", quality=95)
+    options = EncodeOptions(quality=90, max_dimension=600)
+    _, outputs = run_sizes(tmp_path, data, (150, 300), options)
+    assert [o.size for o in outputs] == [(600, 400), (150, 100), (300, 200)]
+    for output in outputs:
+        reference = picture.resize(output.size, Image.Resampling.LANCZOS)
+        difference = ImageStat.Stat(ImageChops.difference(output.convert("RGB"), reference))
+        assert max(difference.mean) < 3, output.size
+
+
+def test_a_bad_image_with_sizes_is_one_image_error(tmp_path: Path) -> None:
+    with pytest.raises(ImageError) as caught:
+        run_sizes(tmp_path, b"<html>nope</html>", (100,))
+    assert caught.value.code == "not_an_image"
+
+
+def gradient_picture(width: int, height: int) -> Image.Image:
+    """A smooth picture with some shapes: JPEG keeps it close, so looks can be compared."""
+    red = Image.linear_gradient("L").resize((width, height))
+    green = red.transpose(Image.Transpose.ROTATE_90).resize((width, height))
+    blue = Image.radial_gradient("L").resize((width, height))
+    return Image.merge("RGB", (red, green, blue))

@@ -18,7 +18,7 @@ from imgsvc.pipeline.parse import (
     ParsedCsv,
     parse_csv,
 )
-from imgsvc.pipeline.results import results_header, results_row, write_results
+from imgsvc.pipeline.results import results_header, results_row, sized_columns, write_results
 
 LIMITS = CsvLimits()
 HEADER = "S. No.,Product Name,Input Image Urls"
@@ -464,7 +464,7 @@ def test_write_results_round_trips() -> None:
     header = ["S. No.", "Product Name", "Input Image Urls", "Notes"]
     cells = ["1", 'Shoe, "red"\nsize 9', "http://a/1,http://a/2", "x"]
     out = io.StringIO(newline="")
-    write_results(out, header, [(cells, ["http://me/1.jpg", "http://me/2.jpg"])])
+    write_results(out, header, [(cells, [["http://me/1.jpg", "http://me/2.jpg"]])])
     text = out.getvalue()
     assert text.startswith("S. No.,Product Name,Input Image Urls,Notes,Output Image Urls\r\n")
     assert text.endswith("\r\n")
@@ -477,11 +477,26 @@ def test_write_results_round_trips() -> None:
 def test_results_from_a_parsed_file_parse_again() -> None:
     parsed = parse(f'{HEADER},Notes\n1,"A, B",http://a/1,http://a/2,"x"\n')
     out = io.StringIO(newline="")
-    rows = [(p.cells, ["http://me/1", None]) for p in parsed.products]
+    rows = [(p.cells, [["http://me/1", None]]) for p in parsed.products]
     write_results(out, parsed.header, rows)
     again = parse_csv(out.getvalue().encode(), LIMITS)
     assert again.header == parsed.header
     assert again.products[0].cells == parsed.products[0].cells
+
+
+def test_each_size_adds_a_column_in_the_order_given() -> None:
+    columns = sized_columns("Output Image Urls", [1600, 300])
+    out = io.StringIO(newline="")
+    outputs = [
+        ["http://me/a.jpg", None],
+        ["http://me/a_1600.jpg", None],
+        ["http://me/a_300.jpg", None],
+    ]
+    write_results(out, ["S. No."], [(["1"], outputs)], columns)
+    assert read_back(out.getvalue()) == [
+        ["S. No.", "Output Image Urls", "Output Image Urls 1600", "Output Image Urls 300"],
+        ["1", "http://me/a.jpg,", "http://me/a_1600.jpg,", "http://me/a_300.jpg,"],
+    ]
 
 
 def test_failed_image_leaves_its_place_empty() -> None:
@@ -512,7 +527,7 @@ def test_formula_injection_is_defused(cell: str, written: str) -> None:
     assert results_header(["S. No.", cell]) == ["S. No.", written, "Output Image Urls"]
     assert results_row([cell], ["http://a"]) == [written, "http://a"]
     out = io.StringIO(newline="")
-    write_results(out, [cell], [([cell], [None])])
+    write_results(out, [cell], [([cell], [[None]])])
     assert read_back(out.getvalue()) == [[written, "Output Image Urls"], [written, ""]]
 
 

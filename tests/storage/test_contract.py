@@ -15,12 +15,12 @@ import os
 import shutil
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, TypeVar
 
 import aiohttp
 import obstore
@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from imgsvc.errors import ApiError
-from imgsvc.storage import IMMUTABLE, Storage, image_name
+from imgsvc.storage import IMMUTABLE, Storage, image_name, output_names
 from imgsvc.storage.local import LocalStorage
 from imgsvc.storage.s3 import S3Storage
 
@@ -40,6 +40,8 @@ from ..backends import S3Bucket
 from ..conftest import jpeg_bytes, serving
 
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 JOB = "0123456789abcdef0123456789abcdef"
 SECRET = b"SECRET: stored beside the images, never served"
@@ -208,6 +210,16 @@ def writing(data: bytes) -> Callable[[BinaryIO], str]:
     return encode
 
 
+def one(encode: Callable[[BinaryIO], T]) -> Callable[[Sequence[BinaryIO]], T]:
+    """An encode of several files that writes the only one with `encode`."""
+
+    def encode_one(outs: Sequence[BinaryIO]) -> T:
+        (out,) = outs
+        return encode(out)
+
+    return encode_one
+
+
 def writing_text(text: str) -> Callable[[TextIO], None]:
     """A results writer that writes `text`."""
 
@@ -219,7 +231,7 @@ def writing_text(text: str) -> Callable[[TextIO], None]:
 
 async def put(backend: Backend, pool: ThreadPoolExecutor, data: bytes, url: str = "u") -> str:
     name = image_name(JOB, url, "jpg")
-    await backend.storage.put_image(name, writing(data), pool)
+    await backend.storage.put_images([name], one(writing(data)), pool)
     return name
 
 
@@ -232,7 +244,7 @@ async def test_a_stored_image_is_served_whole_and_cached_for_good(
 ) -> None:
     data = jpeg_bytes(300, 200)
     name = image_name(JOB, "http://img.example/a.jpg", "jpg")
-    ran_in, size = await backend.storage.put_image(name, writing(data), pool)
+    ran_in, [size] = await backend.storage.put_images([name], one(writing(data)), pool)
     assert ran_in.startswith("pillow"), "encode runs in the pool it was given"
     assert size == len(data)
 
@@ -257,7 +269,7 @@ async def test_a_stored_image_is_served_whole_and_cached_for_good(
 
 async def test_webp_is_served_as_webp(backend: Backend, web: Web, pool: ThreadPoolExecutor) -> None:
     name = image_name(JOB, "http://img.example/a.png", "webp")
-    await backend.storage.put_image(name, writing(b"RIFF....WEBP"), pool)
+    await backend.storage.put_images([name], one(writing(b"RIFF....WEBP")), pool)
     status, headers, _ = await web.call("GET", f"/image/{name}")
     assert (status, headers["Content-Type"]) == (200, "image/webp")
 
@@ -326,11 +338,51 @@ async def test_a_failed_encode_leaves_nothing_behind(
         raise ValueError("not an image after all")
 
     with pytest.raises(ValueError, match="not an image after all"):
-        await backend.storage.put_image(name, half_then_fail, pool)
+        await backend.storage.put_images([name], one(half_then_fail), pool)
     assert backend.held() == before
     assert (await web.call("GET", f"/image/{name}"))[0] == 404
     with pytest.raises(FileNotFoundError):
         await read(backend.storage.image_chunks(name))
+
+
+async def test_several_images_are_stored_by_one_encode(
+    backend: Backend, web: Web, pool: ThreadPoolExecutor
+) -> None:
+    main = image_name(JOB, "http://img.example/sized.jpg", "jpg")
+    names = output_names(main, [800, 300])
+    pictures = [jpeg_bytes(900, 600), jpeg_bytes(800, 533), jpeg_bytes(300, 200)]
+
+    def encode(outs: Sequence[BinaryIO]) -> int:
+        for out, data in zip(outs, pictures, strict=True):
+            out.write(data)
+        return len(outs)
+
+    count, sizes = await backend.storage.put_images(names, encode, pool)
+    assert (count, sizes) == (3, [len(p) for p in pictures])
+    assert names[1:] == [main.replace(".jpg", "_800.jpg"), main.replace(".jpg", "_300.jpg")]
+    for name, data in zip(names, pictures, strict=True):
+        status, _, body = await web.call("GET", f"/image/{name}")
+        assert (status, body) == (200, data)
+    await backend.storage.remove_images(names)
+    for name in names:
+        assert (await web.call("GET", f"/image/{name}"))[0] == 404
+
+
+async def test_a_failed_encode_of_several_stores_none_of_them(
+    backend: Backend, web: Web, pool: ThreadPoolExecutor
+) -> None:
+    before = backend.held()
+    names = output_names(image_name(JOB, "http://img.example/half.jpg", "jpg"), [100])
+
+    def first_then_fail(outs: Sequence[BinaryIO]) -> None:
+        outs[0].write(jpeg_bytes(200, 200))
+        raise ValueError("the second could not be made")
+
+    with pytest.raises(ValueError, match="second"):
+        await backend.storage.put_images(names, first_then_fail, pool)
+    assert backend.held() == before
+    for name in names:
+        assert (await web.call("GET", f"/image/{name}"))[0] == 404
 
 
 async def settled_whole_or_absent(backend: Backend, name: str, data: bytes) -> set[str]:
@@ -359,7 +411,7 @@ async def test_a_cancelled_put_returns_once_its_write_has_ended(
         out.write(data)
 
     name = image_name(JOB, "http://img.example/slow.jpg", "jpg")
-    put_task = asyncio.create_task(backend.storage.put_image(name, slow, pool))
+    put_task = asyncio.create_task(backend.storage.put_images([name], one(slow), pool))
     await asyncio.to_thread(started.wait, 10)
     put_task.cancel()
     await asyncio.sleep(0.2)
@@ -385,7 +437,7 @@ async def test_a_put_cancelled_as_its_encode_ends_stores_nothing_afterwards(
             encoded.set()
 
         name = image_name(JOB, f"http://img.example/{number}.jpg", "jpg")
-        put_task = asyncio.create_task(backend.storage.put_image(name, encode, pool))
+        put_task = asyncio.create_task(backend.storage.put_images([name], one(encode), pool))
         await asyncio.to_thread(encoded.wait, 10)
         await asyncio.sleep(delay)
         put_task.cancel()
@@ -486,7 +538,7 @@ async def test_a_copy_in_the_data_folder_is_a_link_or_else_a_copy(
     storage = LocalStorage(tmp_path)
     await storage.start()
     source = image_name(JOB, "source", "jpg")
-    await storage.put_image(source, writing(b"bytes"), pool)
+    await storage.put_images([source], one(writing(b"bytes")), pool)
     linked, copied = image_name("f" * 32, "source", "jpg"), image_name("e" * 32, "source", "jpg")
     await storage.copy_image(source, linked)
 

@@ -4,6 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 let stream = null;
+let shownDetails = null;  // the details last shown, redrawn when another size is picked
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -91,6 +92,7 @@ async function upload(event) {
   form.append("progressive", String($("progressive").checked));
   form.append("reuse", String(!$("no-reuse").checked));
   if ($("webhook").value.trim()) form.append("webhook_url", $("webhook").value.trim());
+  if ($("sizes").value.trim()) form.append("sizes", $("sizes").value.trim());
   $("submit").disabled = true;
   try {
     const answer = await api("/api/upload", { method: "POST", body: form });
@@ -115,6 +117,8 @@ function showStatus(status) {
 function follow(id) {
   if (stream) stream.abort();
   $("results").hidden = true;
+  $("size-picker").hidden = true;
+  $("size-pick").replaceChildren();
   $("downloads").hidden = true;
   $("summary").textContent = "";
   const current = new AbortController();
@@ -170,30 +174,55 @@ function onEvent(id, event) {
   return true;
 }
 
-function imagePair(image) {
+// The output shown for an image: the main one, or the rendition of the size picked.
+function pickedOutput(image, size) {
+  if (!size) return image;
+  const rendition = image.renditions.find((r) => r.size === size);
+  return rendition || { output_url: null, bytes_out: null };
+}
+
+function imagePair(image, size) {
+  const output = pickedOutput(image, size);
   const pair = el("div", { class: "pair" },
     el("figure", {}, el("img", { src: image.input_url, alt: "input", loading: "lazy" }),
       el("figcaption", {}, `in ${bytes(image.bytes_in)}`)),
-    el("figure", {}, image.output_url
-      ? el("img", { src: image.output_url, alt: "output", loading: "lazy" }) : null,
-      el("figcaption", {}, image.output_url
-        ? `out ${bytes(image.bytes_out)} · ${image.width}×${image.height}` : image.status)));
+    el("figure", {}, output.output_url
+      ? el("img", { src: output.output_url, alt: "output", loading: "lazy" }) : null,
+      el("figcaption", {}, output.output_url
+        ? `out ${bytes(output.bytes_out)} · ${output.width}×${output.height}` : image.status)));
   if (image.error) {
     pair.append(el("div", { class: "error" }, `${image.error.code}: ${image.error.message}`));
-  } else if (image.bytes_in && image.bytes_out) {
-    const saving = 100 * (1 - image.bytes_out / image.bytes_in);
+  } else if (image.bytes_in && output.bytes_out) {
+    const saving = 100 * (1 - output.bytes_out / image.bytes_in);
     pair.append(el("div", { class: "saving" }, `saved ${saving.toFixed(0)}%`));
   }
   return pair;
 }
 
-async function showResults(id) {
-  const details = await api(`/api/details/${encodeURIComponent(id)}?limit=200`);
-  const rows = details.products.map((p) => el("tr", {},
+// A job with sizes offers each of them beside the main output in the before/after view.
+function setUpSizePicker(sizes) {
+  const picker = $("size-pick");
+  const choices = [["", "main output"], ...sizes.map((s) => [String(s), `${s} px`])];
+  if (picker.options.length !== choices.length) {
+    picker.replaceChildren(...choices.map(([value, label]) => el("option", { value }, label)));
+  }
+  $("size-picker").hidden = sizes.length === 0;
+}
+
+function drawPairs() {
+  const size = Number($("size-pick").value) || null;
+  const rows = shownDetails.products.map((p) => el("tr", {},
     el("td", {}, p.serial_number), el("td", {}, p.product_name),
-    el("td", {}, el("div", { class: "pairs" }, ...p.images.map(imagePair)))));
+    el("td", {}, el("div", { class: "pairs" }, ...p.images.map((i) => imagePair(i, size))))));
   $("results").tBodies[0].replaceChildren(...rows);
   $("results").hidden = rows.length === 0;
+}
+
+async function showResults(id) {
+  const details = await api(`/api/details/${encodeURIComponent(id)}?limit=200`);
+  shownDetails = details;
+  setUpSizePicker(details.options.sizes);
+  drawPairs();
   let bytesIn = 0, bytesOut = 0;
   for (const p of details.products) {
     for (const i of p.images) if (i.bytes_out) { bytesIn += i.bytes_in; bytesOut += i.bytes_out; }
@@ -268,6 +297,7 @@ $("format").addEventListener("change", () => {
   $("progressive").disabled = $("format").value !== "jpeg";
   if ($("progressive").disabled) $("progressive").checked = false;
 });
+$("size-pick").addEventListener("change", drawPairs);
 $("upload").addEventListener("submit", upload);
 $("key-form").addEventListener("submit", saveKey);
 $("download-csv").addEventListener("click", download);

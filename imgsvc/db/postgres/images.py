@@ -8,7 +8,7 @@ from typing import Any
 from ...models import EarlierOutput, ImageRecord, ImageStatus, ProductRecord, WorkKind
 from ..columns import EARLIER_COLUMNS, IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import NOW, earlier_from, earlier_values, image_from
+from .rows import NOW, earlier_from, earlier_values, image_from, renditions_value
 
 # The owner of a job's earlier outputs: '' stands for none (API keys off).
 JOB_OWNER = "(SELECT coalesce(owner, '') FROM jobs WHERE id = %s)"
@@ -30,7 +30,8 @@ class ImageQueries(Connections):
         reused = 0
         values: list[tuple[Any, ...]] = [
             (str(r.status), r.output_name, r.error_code, r.error_message, r.bytes_in,
-             r.bytes_out, r.width, r.height, r.kept_input, r.reused, job_id, r.url,
+             r.bytes_out, r.width, r.height, r.kept_input, r.reused, renditions_value(r),
+             job_id, r.url,
              str(ImageStatus.PENDING))
             for r in records
         ]  # fmt: skip
@@ -40,7 +41,8 @@ class ImageQueries(Connections):
             await cursor.executemany(
                 "UPDATE images SET status = %s, output_name = %s, error_code = %s, "
                 "error_message = %s, bytes_in = %s, bytes_out = %s, width = %s, height = %s, "
-                "kept_input = %s, reused = %s WHERE job_id = %s AND url = %s AND status = %s "
+                "kept_input = %s, reused = %s, renditions = %s "
+                "WHERE job_id = %s AND url = %s AND status = %s "
                 "RETURNING status, reused",
                 values,
                 returning=True,

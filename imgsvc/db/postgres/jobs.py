@@ -153,7 +153,8 @@ class JobQueries(Connections):
             cursor = await db.execute(
                 "UPDATE images SET status = %s, output_name = NULL, error_code = NULL, "
                 "error_message = NULL, bytes_in = NULL, bytes_out = NULL, width = NULL, "
-                "height = NULL, kept_input = NULL WHERE job_id = %s AND status = %s",
+                "height = NULL, kept_input = NULL, renditions = NULL "
+                "WHERE job_id = %s AND status = %s",
                 (str(ImageStatus.PENDING), job_id, str(ImageStatus.FAILED)),
             )
             count = cursor.rowcount

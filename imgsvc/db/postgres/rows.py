@@ -22,6 +22,7 @@ from ...models import (
     WorkItem,
     WorkKind,
 )
+from ..columns import read_renditions, stored_renditions
 
 # The database's clock: `clock_timestamp()`, not `now()`, which stands still for the whole
 # transaction. NOW_PLUS is the same `%s` seconds from now.
@@ -54,18 +55,19 @@ def job_values(job: Job) -> tuple[Any, ...]:
         job.base_url, job.webhook_url, o.quality, o.max_dimension, str(o.format), o.progressive,
         o.reuse, Jsonb(list(job.header)), job.total_products, job.total_images,
         job.processed_products, job.processed_images, job.succeeded_images, job.failed_images,
-        job.csv_filename, job.reused_images,
+        job.csv_filename, job.reused_images, list(o.sizes),
     )  # fmt: skip
 
 
 def job_from(row: Any) -> Job:
     (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
-     max_dimension, fmt, progressive, reuse, header, *counters) = row  # fmt: skip
+     max_dimension, fmt, progressive, reuse, header, *counters, sizes) = row  # fmt: skip
+    options = JobOptions(
+        quality, max_dimension, OutputFormat(fmt), progressive, tuple(sizes), reuse
+    )
     return Job(
         id_, JobStatus(status), message, created.astimezone(UTC), updated.astimezone(UTC),
-        utc(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, OutputFormat(fmt), progressive, reuse), tuple(header),
-        *counters,
+        utc(completed), base_url, webhook_url, options, tuple(header), *counters,
     )  # fmt: skip
 
 
@@ -86,8 +88,15 @@ def work_from(row: Any) -> WorkItem:
 
 
 def image_from(row: Any) -> ImageRecord:
-    url, status, *rest = row
-    return ImageRecord(url, ImageStatus(status), *rest)
+    url, status, name, code, message, bytes_in, bytes_out, width, height, kept, reused, sizes = row
+    return ImageRecord(url, ImageStatus(status), name, code, message, bytes_in, bytes_out,
+                       width, height, kept, reused, read_renditions(sizes))  # fmt: skip
+
+
+def renditions_value(record: ImageRecord) -> Jsonb | None:
+    """The renditions column of an image's outcome."""
+    rows = stored_renditions(record.renditions)
+    return None if rows is None else Jsonb(rows)
 
 
 def earlier_values(output: EarlierOutput) -> tuple[Any, ...]:
@@ -96,10 +105,13 @@ def earlier_values(output: EarlierOutput) -> tuple[Any, ...]:
     return (
         output.validators.etag, output.validators.last_modified, output.sha256, o.url,
         o.output_name, o.bytes_in, o.bytes_out, o.width, o.height, o.kept_input,
+        renditions_value(o),
     )  # fmt: skip
 
 
 def earlier_from(row: Any) -> EarlierOutput:
-    etag, last_modified, sha256, url, *rest = row
-    outcome = ImageRecord(url, ImageStatus.SUCCEEDED, rest[0], None, None, *rest[1:])
+    (etag, last_modified, sha256, url, name, bytes_in, bytes_out, width, height, kept,
+     sizes) = row  # fmt: skip
+    outcome = ImageRecord(url, ImageStatus.SUCCEEDED, name, None, None, bytes_in, bytes_out,
+                          width, height, kept, renditions=read_renditions(sizes))  # fmt: skip
     return EarlierOutput(Validators(etag, last_modified), sha256, outcome)

@@ -122,6 +122,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN progressive boolean NOT NULL DEFAULT false;
     ALTER TABLE images ADD COLUMN kept_input boolean;
     """,
+    # Sizes: the extra longest sides asked at upload; per image, the outputs made for them
+    # ([[size, name, width, height, bytes], ...], NULL until produced).
+    """
+    ALTER TABLE jobs ADD COLUMN sizes integer[] NOT NULL DEFAULT '{}';
+    ALTER TABLE images ADD COLUMN renditions jsonb;
+    """,
     # Reuse across jobs: whether a job may reuse, how many of its images did, which did;
     # and per owner ('' with API keys off), options key and URL, the output a later job
     # reuses when the host says the image is unchanged. It goes with the job whose output
@@ -144,6 +150,7 @@ MIGRATIONS: tuple[str, ...] = (
         width integer,
         height integer,
         kept_input boolean,
+        renditions jsonb,
         PRIMARY KEY (owner, options_key, url)
     );
     CREATE INDEX earlier_outputs_by_job ON earlier_outputs (job_id);

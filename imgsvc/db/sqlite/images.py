@@ -9,7 +9,7 @@ from typing import Any
 from ...models import EarlierOutput, ImageRecord, ImageStatus, ProductRecord, WorkKind
 from ..columns import EARLIER_COLUMNS, IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import NOW, earlier_from, earlier_values, image_from
+from .rows import NOW, earlier_from, earlier_values, image_from, renditions_value
 
 # The owner of a job's earlier outputs: '' stands for none (API keys off).
 JOB_OWNER = "(SELECT coalesce(owner, '') FROM jobs WHERE id = ?)"
@@ -44,6 +44,7 @@ class ImageQueries(Connections):
                     r.height,
                     None if r.kept_input is None else int(r.kept_input),
                     int(r.reused),
+                    renditions_value(r),
                     job_id,
                     r.url,
                     ImageStatus.PENDING,
@@ -59,7 +60,7 @@ class ImageQueries(Connections):
                     "UPDATE images INDEXED BY images_by_url "
                     "SET status = ?, output_name = ?, error_code = ?, "
                     "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ?, "
-                    "kept_input = ?, reused = ? "
+                    "kept_input = ?, reused = ?, renditions = ? "
                     "WHERE job_id = ? AND url = ? AND status = ?",
                     values,
                 )

@@ -177,7 +177,8 @@ class JobQueries(Connections):
             cursor = await db.execute(
                 "UPDATE images SET status = ?, output_name = NULL, error_code = NULL, "
                 "error_message = NULL, bytes_in = NULL, bytes_out = NULL, width = NULL, "
-                "height = NULL, kept_input = NULL WHERE job_id = ? AND status = ?",
+                "height = NULL, kept_input = NULL, renditions = NULL "
+                "WHERE job_id = ? AND status = ?",
                 (ImageStatus.PENDING, job_id, ImageStatus.FAILED),
             )
             count = cursor.rowcount

@@ -25,6 +25,7 @@ from ...models import (
     WorkItem,
     WorkKind,
 )
+from ..columns import read_renditions, stored_renditions
 
 # The database's clock in the stored form, and the same `?` seconds from now.
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -71,18 +72,19 @@ def job_values(job: Job) -> tuple[Any, ...]:
         job.base_url, job.webhook_url, o.quality, o.max_dimension, o.format, int(o.progressive),
         int(o.reuse), json.dumps(job.header), job.total_products, job.total_images,
         job.processed_products, job.processed_images, job.succeeded_images, job.failed_images,
-        job.csv_filename, job.reused_images,
+        job.csv_filename, job.reused_images, json.dumps(o.sizes),
     )  # fmt: skip
 
 
 def job_from(row: Any) -> Job:
     (id_, status, message, created, updated, completed, base_url, webhook_url, quality,
-     max_dimension, fmt, progressive, reuse, header, *counters) = row  # fmt: skip
+     max_dimension, fmt, progressive, reuse, header, *counters, sizes) = row  # fmt: skip
+    options = JobOptions(quality, max_dimension, OutputFormat(fmt), bool(progressive),
+                         tuple(json.loads(sizes)), bool(reuse))  # fmt: skip
     return Job(
         id_, JobStatus(status), message, read_time(created), read_time(updated),
-        read_time(completed), base_url, webhook_url,
-        JobOptions(quality, max_dimension, OutputFormat(fmt), bool(progressive), bool(reuse)),
-        tuple(json.loads(header)), *counters,
+        read_time(completed), base_url, webhook_url, options, tuple(json.loads(header)),
+        *counters,
     )  # fmt: skip
 
 
@@ -103,10 +105,16 @@ def work_from(row: Any) -> WorkItem:
 
 
 def image_from(row: Any) -> ImageRecord:
-    url, status, name, code, message, bytes_in, bytes_out, width, height, kept, reused = row
+    url, status, name, code, message, bytes_in, bytes_out, width, height, kept, reused, sizes = row
     return ImageRecord(url, ImageStatus(status), name, code, message, bytes_in, bytes_out,
-                       width, height, None if kept is None else bool(kept),
-                       bool(reused))  # fmt: skip
+                       width, height, None if kept is None else bool(kept), bool(reused),
+                       read_renditions(sizes and json.loads(sizes)))  # fmt: skip
+
+
+def renditions_value(record: ImageRecord) -> str | None:
+    """The renditions column of an image's outcome."""
+    rows = stored_renditions(record.renditions)
+    return None if rows is None else json.dumps(rows)
 
 
 def earlier_values(output: EarlierOutput) -> tuple[Any, ...]:
@@ -115,12 +123,14 @@ def earlier_values(output: EarlierOutput) -> tuple[Any, ...]:
     return (
         output.validators.etag, output.validators.last_modified, output.sha256, o.url,
         o.output_name, o.bytes_in, o.bytes_out, o.width, o.height,
-        None if o.kept_input is None else int(o.kept_input),
+        None if o.kept_input is None else int(o.kept_input), renditions_value(o),
     )  # fmt: skip
 
 
 def earlier_from(row: Any) -> EarlierOutput:
-    etag, last_modified, sha256, url, name, bytes_in, bytes_out, width, height, kept = row
+    (etag, last_modified, sha256, url, name, bytes_in, bytes_out, width, height, kept,
+     sizes) = row  # fmt: skip
     outcome = ImageRecord(url, ImageStatus.SUCCEEDED, name, None, None, bytes_in, bytes_out,
-                          width, height, None if kept is None else bool(kept))  # fmt: skip
+                          width, height, None if kept is None else bool(kept),
+                          renditions=read_renditions(sizes and json.loads(sizes)))  # fmt: skip
     return EarlierOutput(Validators(etag, last_modified), sha256, outcome)

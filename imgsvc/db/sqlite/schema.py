@@ -134,6 +134,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN progressive INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE images ADD COLUMN kept_input INTEGER;
     """,
+    # Sizes: the extra longest sides asked at upload (a JSON list); per image, the outputs
+    # made for them (JSON [[size, name, width, height, bytes], ...], NULL until produced).
+    """
+    ALTER TABLE jobs ADD COLUMN sizes TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE images ADD COLUMN renditions TEXT;
+    """,
     # Reuse across jobs: whether a job may reuse (0/1), how many of its images did, which
     # did; and per owner ('' with API keys off), options key and URL, the output a later
     # job reuses when the host says the image is unchanged. It goes with the job whose
@@ -156,6 +162,7 @@ MIGRATIONS: tuple[str, ...] = (
         width INTEGER,
         height INTEGER,
         kept_input INTEGER,
+        renditions TEXT,
         PRIMARY KEY (owner, options_key, url)
     ) WITHOUT ROWID;
     CREATE INDEX earlier_outputs_by_job ON earlier_outputs (job_id);
