@@ -2,8 +2,8 @@
 
 Nothing here touches the network, the database or file names: the caller hands over the
 downloaded bytes and an open file, and gets back what was written or an `ImageError`. A
-JPEG that may come out smaller re-packed than re-encoded goes through libjpeg-turbo's
-jpegtran program too.
+JPEG that needs nothing but a new encoding skips Pillow's pixels (`jpeg`); one that may
+come out smaller re-packed than re-encoded goes through libjpeg-turbo's jpegtran program too.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from PIL import Image, ImageCms, UnidentifiedImageError, _imaging
 
 from ..models import OutputFormat
+from . import jpeg
 
 __all__ = [
     "EncodeOptions",
@@ -164,8 +165,13 @@ def compress(data: bytes, out: BinaryIO, options: EncodeOptions, max_pixels: int
     source_format = sniff_format(data)
     if source_format is None:
         raise ImageError("not_an_image", _describe_non_image(data))
+    plain_jpeg = (
+        source_format == "jpeg" and options.format is OutputFormat.JPEG and not options.progressive
+    )
     try:
-        image, untouched = _decode(data, source_format, options.max_dimension, max_pixels)
+        image, untouched = _decode(
+            data, source_format, options.max_dimension, max_pixels, plain_jpeg
+        )
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own message names its limit, not ours, and talks of DOS attacks.
         raise ImageError(
@@ -175,27 +181,41 @@ def compress(data: bytes, out: BinaryIO, options: EncodeOptions, max_pixels: int
     except _DECODE_ERRORS as exc:
         raise ImageError("decode_error", _decode_message(source_format, exc)) from exc
     start = out.tell()
-    _encode(image, out, options)
+    if isinstance(image, Image.Image):
+        _encode(image, out, options)
+        width, height = image.size
+    else:
+        out.write(jpeg.encode(image, options.quality))  # a whole write: raises when cut short
+        height, width = image.shape[:2]
     kept_input = (
         untouched
         and source_format == "jpeg"
         and options.format is OutputFormat.JPEG
         and _keep_input_if_smaller(data, out, start, options.progressive)
     )
-    return ImageResult(source_format, image.width, image.height, kept_input)
+    return ImageResult(source_format, width, height, kept_input)
 
 
 def _decode(
-    data: bytes, source_format: str, max_dimension: int | None, max_pixels: int
-) -> tuple[Image.Image, bool]:
+    data: bytes,
+    source_format: str,
+    max_dimension: int | None,
+    max_pixels: int,
+    plain_jpeg_in_and_out: bool,
+) -> tuple[Image.Image | jpeg.Pixels, bool]:
     """Decode the first frame into an upright, sRGB, 8-bit RGB image no larger than asked.
 
     Also says whether that image is the decoded input as it was: not resized, turned or
-    converted to other colours.
+    converted to other colours. Such an image from a JPEG, to be encoded as a baseline
+    JPEG (`plain_jpeg_in_and_out`), comes as `jpeg.Pixels` for `jpeg.encode`.
     """
     with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[source_format]]) as source:
         _check_pixels(source, data, source_format, max_pixels)
         target = _fit(source.size, max_dimension)
+        if plain_jpeg_in_and_out and _needs_only_encoding(source, target):
+            pixels = jpeg.decode(data)
+            if pixels is not None:
+                return pixels, source.mode == "RGB"  # grey is converted, as below
         same_size = target == source.size
         if not same_size:
             # JPEG decodes at 1/2, 1/4 or 1/8 scale for free; other formats ignore this.
@@ -216,6 +236,17 @@ def _decode(
     if orientation is not None:
         image = image.transpose(orientation)
     return image, untouched
+
+
+def _needs_only_encoding(source: Image.Image, target: tuple[int, int]) -> bool:
+    """Whether the opened JPEG is already upright, sRGB (no profile), RGB or grey, and of
+    the target size; its EXIF and ICC segments are read on opening, before any pixel."""
+    return (
+        target == source.size
+        and source.mode in ("RGB", "L")
+        and not source.info.get("icc_profile")
+        and _orientation(source) is None
+    )
 
 
 def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
