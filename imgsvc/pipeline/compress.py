@@ -332,15 +332,22 @@ def _without_metadata(jpeg: bytes) -> bytes | None:
     there when jpegtran is missing, not worth starting, or makes no smaller file."""
     kept = [jpeg[:2]]
     pos = 2  # past the start-of-image marker
+    more_pictures = False
     while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF:
         marker = jpeg[pos + 1]
         if marker == 0xFF:
             pos += 1  # a fill byte before the marker
         elif marker == 0xDA:  # start of scan: the picture itself, up to the end-of-image
-            end = jpeg.find(b"\xff\xd9", pos)
+            # Searching the coded data for it holds the GIL for 1-3 ms on a 330 KB photo;
+            # when no other picture follows, the file's last two bytes are the usual end.
+            if not more_pictures and jpeg.endswith(b"\xff\xd9"):
+                end = len(jpeg) - 2
+            else:
+                end = jpeg.find(b"\xff\xd9", pos)
             return None if end < 0 else b"".join([*kept, jpeg[pos : end + 2]])
         else:
             segment = jpeg[pos : pos + 2 + int.from_bytes(jpeg[pos + 2 : pos + 4], "big")]
+            more_pictures = more_pictures or (marker == 0xE2 and segment[4:8] == b"MPF\0")
             if marker not in _METADATA_MARKERS:
                 kept.append(segment)
             pos += len(segment)

@@ -1024,11 +1024,20 @@ def test_the_input_is_kept_only_when_nothing_but_the_encoding_changes(
     assert not result.kept_input
 
 
-def test_an_mpo_keeps_its_first_picture_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jpegtran", [True, False])
+def test_an_mpo_keeps_its_first_picture_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jpegtran: bool
+) -> None:
     first, second = textured().resize((96, 72)), Image.new("RGB", (96, 72), RED)
     data = encode(first, "MPO", quality=30, optimize=True, save_all=True, append_images=[second])
     assert decoded(data).format == "MPO"
-    result, output, raw = run(tmp_path, data)
+    if not jpegtran:
+        monkeypatch.setenv("PATH", str(tmp_path))  # only the stripped input can be kept
+    compress_module._jpegtran.cache_clear()
+    try:
+        result, output, raw = run(tmp_path, data)
+    finally:
+        compress_module._jpegtran.cache_clear()
     assert result.kept_input
     assert raw.count(b"\xff\xd8") == 1  # one picture, not two
     assert output.tobytes() == decoded(data).tobytes()
