@@ -35,10 +35,9 @@ _KEEP_FREE_AT_TOP = 64 << 20
 
 def decode(data: bytes) -> Pixels | None:
     """The JPEG's first picture as RGB (grey repeated in the three channels, as Pillow's
-    convert does); None when simplejpeg refuses it, so that Pillow decides instead: a cut
-    short scan is an error to Pillow but a warning to libjpeg, and libjpeg-turbo's
-    TurboJPEG interface, which simplejpeg uses, refuses chroma samplings it has no name
-    for that Pillow reads."""
+    convert does); None when simplejpeg refuses it, even for what libjpeg only warns
+    about (a scan cut short, which Pillow calls an error), so that Pillow decides as it
+    does for every other image."""
     try:
         pixels: Pixels = simplejpeg.decode_jpeg(data, "RGB", strict=True)
     except ValueError:
