@@ -10,8 +10,11 @@ Every section prints into one table:
 - upload: a 100,000-row CSV: time to the 202, the latency of other requests during the
   upload, and the service's peak memory while that job runs.
 - sizes: service CPU per image with sizes=1600,800,300 against one output (bench_sizes.py).
+- growth: the service job with 1 and then 2 CPU workers, and the core count at which one
+  process's event loop would saturate (scripts/bench_growth.py).
 
-    python scripts/bench.py [--only service,upload] [--images 600] [--rounds 3] [--rows 100000]
+    python scripts/bench.py [--only service,upload,growth] [--images 600] [--rounds 3]
+        [--rows 100000]
 """
 
 from __future__ import annotations
@@ -35,9 +38,21 @@ from PIL import Image
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_growth import growth
 from bench_rerun import rerun
 from bench_sizes import sizes
-from benchkit import Bench, ImageHost, Row, Section, Server, free_port, percentile, poll, upload
+from benchkit import (
+    Bench,
+    ImageHost,
+    Row,
+    Section,
+    Server,
+    free_port,
+    percentile,
+    poll,
+    upload,
+    workload_images,
+)
 from sample_host import DISTINCT, photo, products_csv
 
 Work = Callable[[bytes, Path], None]
@@ -68,28 +83,6 @@ def ceiling(work: Work, bodies: list[bytes], count: int, folder: Path) -> dict[s
         list(pool.map(lambda n: work(bodies[n % len(bodies)], folder / f"{n}.jpg"), range(count)))
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"rate": count / elapsed, "cpu": 1000 * cpu / count}
-
-
-async def workload_images(server: Server, host: str, images: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as client:
-        await server.ready(client)
-        data = products_csv(host, images // 2, 2).encode()
-        (cpu, loop_cpu), own_cpu = server.cpu_seconds(), time.process_time()
-        start = time.perf_counter()
-        answer = await upload(client, server.url, data)
-        latencies: list[float] = []
-        final = await poll(client, answer["status_url"], latencies)
-        elapsed = time.perf_counter() - start
-        (cpu_after, loop_after), own_cpu = server.cpu_seconds(), time.process_time() - own_cpu
-    assert final["progress"]["succeeded_images"] == images, final
-    return {
-        "rate": images / elapsed,
-        "cpu": 1000 * (cpu_after - cpu) / images,
-        "loop_cpu": 1000 * (loop_after - loop_cpu) / images,
-        "host_cpu": 1000 * own_cpu / images,
-        "latencies": latencies,
-        "memory": server.peak_memory_mb(),
-    }
 
 
 async def service(bench: Bench) -> list[Row]:
@@ -172,6 +165,7 @@ SECTIONS: dict[str, Section] = {
     "upload": large_upload,
     "rerun": rerun,
     "sizes": sizes,
+    "growth": growth,
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+from sample_host import products_csv
 
 Row = tuple[str, str]
 
@@ -163,6 +164,30 @@ async def poll(client: aiohttp.ClientSession, url: str, latencies: list[float]) 
         if body["status"] in ("completed", "failed", "cancelled"):
             return body
         await asyncio.sleep(0.05)
+
+
+async def workload_images(server: Server, host: str, images: int) -> dict[str, Any]:
+    """Upload a job of `images` photos from `host` to a started `server` and wait for it:
+    images/s, CPU ms per image (all, event loop, this process) and status latencies."""
+    async with aiohttp.ClientSession() as client:
+        await server.ready(client)
+        data = products_csv(host, images // 2, 2).encode()
+        (cpu, loop_cpu), own_cpu = server.cpu_seconds(), time.process_time()
+        start = time.perf_counter()
+        answer = await upload(client, server.url, data)
+        latencies: list[float] = []
+        final = await poll(client, answer["status_url"], latencies)
+        elapsed = time.perf_counter() - start
+        (cpu_after, loop_after), own_cpu = server.cpu_seconds(), time.process_time() - own_cpu
+    assert final["progress"]["succeeded_images"] == images, final
+    return {
+        "rate": images / elapsed,
+        "cpu": 1000 * (cpu_after - cpu) / images,
+        "loop_cpu": 1000 * (loop_after - loop_cpu) / images,
+        "host_cpu": 1000 * own_cpu / images,
+        "latencies": latencies,
+        "memory": server.peak_memory_mb(),
+    }
 
 
 def free_port() -> int:

@@ -61,7 +61,8 @@ async def test_each_format_is_served_as_itself(
     url = image_host.add("/big.jpg", jpeg_bytes(900, 600))
     details = await finished(service, f"{HEADER}1,A,{url}\n", format=fmt, max_dimension="450")
     assert details["options"] == {
-        "quality": 50, "max_dimension": 450, "format": fmt, "progressive": False, "sizes": []
+        "quality": 50, "max_dimension": 450, "format": fmt, "progressive": False, "sizes": [],
+        "reuse": True,
     }  # fmt: skip
     image = details["products"][0]["images"][0]
     assert image["output_url"].endswith(extension)

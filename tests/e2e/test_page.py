@@ -109,7 +109,7 @@ async def test_upload_progress_results_and_download(
     _, details = await service.get(f"/api/details/{request_id}")
     assert details["options"] == {
         "quality": 60, "max_dimension": None, "format": "avif", "progressive": False,
-        "sizes": [],
+        "sizes": [], "reuse": True,
     }  # fmt: skip
     assert details["products"][0]["output_image_urls"][0].endswith(".avif")
     assert await page.locator("#key-form").is_hidden()  # no keys: never asked for one

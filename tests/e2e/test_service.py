@@ -128,7 +128,8 @@ async def test_options_are_applied(service: Service, image_host: ImageHost) -> N
     await service.wait(answer["request_id"])
     _, details = await service.get(f"/api/details/{answer['request_id']}")
     assert details["options"] == {
-        "quality": 80, "max_dimension": 300, "format": "webp", "progressive": False, "sizes": []
+        "quality": 80, "max_dimension": 300, "format": "webp", "progressive": False, "sizes": [],
+        "reuse": True,
     }  # fmt: skip
     output = details["products"][0]["images"][0]["output_url"]
     assert output.endswith(".webp")

@@ -849,6 +849,29 @@ def test_jpeg_has_the_same_pixels_as_plain_libjpeg_in_fewer_bytes(tmp_path: Path
     assert len(raw) < 0.95 * len(plain)
 
 
+@pytest.mark.parametrize(("fmt", "mode"), [("PNG", "RGB"), ("JPEG", "RGB"), ("JPEG", "L")])
+def test_jpeg_is_the_file_pillow_writes_with_optimized_tables(
+    tmp_path: Path, fmt: str, mode: str
+) -> None:
+    """A JPEG that needs only a new encoding skips Pillow, into the very same file."""
+    data = encode(textured().convert(mode), fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    with Image.open(io.BytesIO(data)) as source:
+        expected = encode(source.convert("RGB"), "JPEG", quality=50, optimize=True)
+    result, _, raw = run(tmp_path, data)
+    assert raw == expected
+    assert not result.kept_input
+    assert (result.width, result.height) == (256, 192)
+
+
+def test_a_jpeg_libjpeg_only_warns_about_is_compressed(tmp_path: Path) -> None:
+    data = encode(textured(), "JPEG", quality=95)
+    # Extraneous bytes before the end-of-image marker: libjpeg warns and decodes the rest.
+    warned = data[:-2] + b"\0\0" + data[-2:]
+    _, output, _ = run(tmp_path, warned)
+    _, clean, _ = run(tmp_path, data)
+    assert output.tobytes() == clean.tobytes()
+
+
 def scans(raw: bytes) -> int:
     """How many start-of-scan markers a JPEG has; coded data never holds one (0xFF is
     followed by 0x00 there)."""
@@ -867,10 +890,13 @@ def test_progressive_jpeg(tmp_path: Path, progressive: bool) -> None:
     assert output.tobytes() == baseline.tobytes()  # the same picture, in another order
 
 
-def test_a_jpeg_cut_short_by_a_full_disk_is_an_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_jpeg_cut_short_by_a_full_disk_is_an_error(tmp_path: Path, fmt: str) -> None:
     """RLIMIT_FSIZE makes the kernel write only part of a large write, as a full disk does."""
     data = encode(
-        Image.frombytes("RGB", (600, 600), random.Random(1).randbytes(600 * 600 * 3)), "PNG"
+        Image.frombytes("RGB", (600, 600), random.Random(1).randbytes(600 * 600 * 3)),
+        fmt,
+        quality=95,
     )
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
@@ -1006,11 +1032,20 @@ def test_the_input_is_kept_only_when_nothing_but_the_encoding_changes(
     assert not result.kept_input
 
 
-def test_an_mpo_keeps_its_first_picture_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jpegtran", [True, False])
+def test_an_mpo_keeps_its_first_picture_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jpegtran: bool
+) -> None:
     first, second = textured().resize((96, 72)), Image.new("RGB", (96, 72), RED)
     data = encode(first, "MPO", quality=30, optimize=True, save_all=True, append_images=[second])
     assert decoded(data).format == "MPO"
-    result, output, raw = run(tmp_path, data)
+    if not jpegtran:
+        monkeypatch.setenv("PATH", str(tmp_path))  # only the stripped input can be kept
+    compress_module._jpegtran.cache_clear()
+    try:
+        result, output, raw = run(tmp_path, data)
+    finally:
+        compress_module._jpegtran.cache_clear()
     assert result.kept_input
     assert raw.count(b"\xff\xd8") == 1  # one picture, not two
     assert output.tobytes() == decoded(data).tobytes()
