@@ -34,6 +34,7 @@ from PIL import Image
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_upload import largest
 from benchkit import Bench, ImageHost, Row, Section, Server, free_port, percentile, poll, upload
 from sample_host import DISTINCT, photo, products_csv
 
@@ -167,6 +168,7 @@ async def large_upload(bench: Bench) -> list[Row]:
 SECTIONS: dict[str, Section] = {
     "service": service,
     "upload": large_upload,
+    "largest": largest,
 }
 
 
