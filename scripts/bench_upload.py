@@ -1,8 +1,8 @@
 """The largest upload the limits allow, and how fast images refused before any download fail.
 
 `largest`: a CSV just under IMGSVC_MAX_UPLOAD_BYTES (50 MiB), 100 URLs a row, each distinct
-and each refused without a download: loopback addresses (private URLs not allowed), the
-host name `localhost`, IPv4 in a numeric spelling, and hosts yarl cannot read. It measures
+and each refused without a download: IPv4 and IPv6 loopback addresses (private URLs not
+allowed), IPv4 in a numeric spelling, and hosts yarl cannot read. It measures
 the time to the 202, the service's peak memory, other requests' latency meanwhile, and the
 rate at which the images are recorded as failed until the job is terminal.
 
@@ -27,7 +27,7 @@ def refused_url(n: int) -> str:
     if kind == 0:
         return f"http://127.0.0.1/i/{n}.jpg"  # loopback: blocked_address
     if kind == 1:
-        return f"http://localhost/i/{n}.jpg"  # resolves to loopback: blocked_address
+        return f"http://[::1]/i/{n}.jpg"  # IPv6 loopback: blocked_address
     if kind == 2:
         return f"http://2130706433/i/{n}.jpg"  # 127.0.0.1 spelled as one number
     return f"http://a\\b/i/{n}.jpg"  # yarl refuses it: invalid_url

@@ -18,6 +18,7 @@ from ..storage import Storage, image_name
 from . import compress
 from .fetch import Fetcher, FetchError
 from .finish import StorageFailure
+from .refusals import Refusals
 
 PAGE_SIZE = 500  # URLs of a slice read at a time
 FLUSH_INTERVAL = 0.5  # seconds; progress is visible within about this long
@@ -51,6 +52,7 @@ class SliceRun:
         )
         self._urls: asyncio.Queue[str | None] = asyncio.Queue(maxsize=pipeline.tasks_per_slice)
         self._recorder = Recorder(pipeline.db, job.id)
+        self._refusals = Refusals(pipeline.fetcher.policy)
         self._feeder: asyncio.Task[None] | None = None
         self.stopped = False
         self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
@@ -85,10 +87,28 @@ class SliceRun:
         after = ""
         while urls := await self._p.db.slice_urls(self._job.id, self._slice, after, PAGE_SIZE):
             after = urls[-1]
-            for url in urls:
+            for url in await self._refuse(urls):
                 await self._urls.put(url)
         for _ in range(takers):
             await self._urls.put(None)
+
+    async def _refuse(self, urls: list[str]) -> list[str]:
+        """Fail at once, in one batch, the URLs refused before any download (an invalid
+        URL, a blocked address); the others, to download."""
+        kept: list[str] = []
+        refused: list[ImageRecord] = []
+        for url in urls:
+            error = self._refusals.refusal(url)
+            if error is None:
+                kept.append(url)
+            else:
+                refused.append(
+                    ImageRecord(url, ImageStatus.FAILED, None, error.code, error.message)
+                )
+        for record in refused:
+            metrics.record_image(record)
+        await self._recorder.add_all(refused)
+        return kept
 
     async def _take(self) -> None:
         while (url := await self._urls.get()) is not None and not self.stopped:
@@ -140,7 +160,10 @@ class Recorder:
         self._lock = asyncio.Lock()
 
     async def add(self, record: ImageRecord) -> None:
-        self._pending.append(record)
+        await self.add_all([record])
+
+    async def add_all(self, records: list[ImageRecord]) -> None:
+        self._pending.extend(records)
         if len(self._pending) >= FLUSH_SIZE:
             await self.flush()
 

@@ -193,6 +193,23 @@ async def test_a_job_whose_batches_fail_leaves_nothing_behind(database: Database
     assert await database.claim_work(OWNER_A, LEASE, SLICES, 5) == []
 
 
+async def test_a_product_is_counted_processed_once_when_its_last_image_ends(
+    database: Database,
+) -> None:
+    urls = tuple(f"http://h/{n}" for n in range(20))
+    job = await stored_job(database, urls, ("http://h/0",))
+    await database.record_images(job.id, [failed("http://h/0")])
+    assert (await current(database, job)).processed_products == 1  # the second product
+
+    # Batches ending the first product's last images at once (separate connections on
+    # PostgreSQL): exactly one of them counts it.
+    await asyncio.gather(*(database.record_images(job.id, [succeeded(u)]) for u in urls[1:]))
+    await database.record_images(job.id, [succeeded("http://h/5")])  # again: no change
+
+    found = await current(database, job)
+    assert (found.processed_products, found.processed_images) == (2, 21)
+
+
 async def test_output_options_and_a_kept_input_are_stored_as_given(database: Database) -> None:
     products = products_with(("http://h/a", "http://h/b"))
     job = new_job(products)

@@ -26,7 +26,9 @@ class ImageQueries(Connections):
     async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
         by_status: dict[ImageStatus, list[tuple[Any, ...]]] = {s: [] for s in changed}
+        urls: set[str] = set()
         for r in records:
+            urls.add(r.url)
             by_status[r.status].append(
                 (
                     r.status,
@@ -44,6 +46,13 @@ class ImageQueries(Connections):
                 )
             )
         async with self._transaction() as db:
+            # The products these outcomes touch that still wait for an image: those left
+            # with none pending afterwards are the ones this batch ends.
+            touched = await db.execute_fetchall(
+                "SELECT DISTINCT product_seq FROM images INDEXED BY images_by_url "
+                "WHERE job_id = ? AND url IN (SELECT value FROM json_each(?)) AND status = ?",
+                (job_id, json.dumps(list(urls)), ImageStatus.PENDING),
+            )
             for status, values in by_status.items():
                 if values:
                     # Without statistics SQLite picks the primary key's job_id prefix here,
@@ -59,7 +68,12 @@ class ImageQueries(Connections):
                         values,
                     )
                     changed[status] = cursor.rowcount
-            await update_counters(db, job_id, changed)
+            ended = await db.execute_fetchall(
+                "SELECT COUNT(*) FROM json_each(?) AS touched WHERE NOT EXISTS (SELECT 1 "
+                "FROM images WHERE job_id = ? AND product_seq = touched.value AND status = ?)",
+                (json.dumps([seq for (seq,) in touched]), job_id, ImageStatus.PENDING),
+            )
+            await update_counters(db, job_id, changed, next(iter(ended))[0])
 
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str
