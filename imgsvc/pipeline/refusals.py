@@ -11,37 +11,43 @@ from __future__ import annotations
 
 import ipaddress
 
+from yarl import URL
+
 from .fetch import FetchError, _check_url, _parse_url
 from .netguard import AddressPolicy, BlockedAddressError
 
 
 class Refusals:
-    """Decides which URLs fail without a download, judging each host once."""
+    """Decides which URLs fail without a download, judging each scheme and host once."""
 
     def __init__(self, policy: AddressPolicy) -> None:
         self._policy = policy
-        self._hosts: dict[str, FetchError | None] = {}
+        self._verdicts: dict[tuple[str, str | None], FetchError | None] = {}
 
     def refusal(self, url: str) -> FetchError | None:
         """Why `url` fails before any download, or None when it is to be downloaded."""
         try:
             parsed = _parse_url(url)
-            _check_url(parsed)
         except FetchError as exc:
             return exc
-        host = parsed.host
-        assert host is not None  # _check_url refuses a URL without one
-        if host not in self._hosts:
-            self._hosts[host] = self._host_refusal(host)
-        return self._hosts[host]
+        # Whatever else the URL holds, only its scheme and host decide.
+        where = (parsed.scheme, parsed.host)
+        if where not in self._verdicts:
+            self._verdicts[where] = self._judge(parsed)
+        return self._verdicts[where]
 
-    def _host_refusal(self, host: str) -> FetchError | None:
+    def _judge(self, url: URL) -> FetchError | None:
         try:
-            ipaddress.ip_address(host)
+            _check_url(url)
+        except FetchError as exc:
+            return exc
+        host = url.host
+        try:
+            ipaddress.ip_address(host or "")
         except ValueError:
             return None  # a name: resolved and checked at connect time
         try:
-            self._policy.check(host)  # as the connector's socket factory does
+            self._policy.check(host or "")  # as the connector's socket factory does
         except BlockedAddressError as exc:
             return FetchError("blocked_address", str(exc))
         return None
