@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_growth import growth
 from bench_rerun import rerun
 from bench_sizes import sizes
+from bench_upload import largest
 from benchkit import (
     Bench,
     ImageHost,
@@ -166,6 +167,7 @@ SECTIONS: dict[str, Section] = {
     "rerun": rerun,
     "sizes": sizes,
     "growth": growth,
+    "largest": largest,
 }
 
 

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from imgsvc.app import create_app
 from imgsvc.config import Settings
+from imgsvc.models import Product
 
 from . import backends
 from .backends import PostgresServer, S3Bucket, S3Server
@@ -237,6 +238,12 @@ def service_database(
     finally:
         _test_database_url = None
         server.drop(name)
+
+
+async def batches(products: list[Product], size: int = 1000) -> AsyncIterator[list[Product]]:
+    """Products as `Database.create_job` takes them: in batches, as an upload is read."""
+    for start in range(0, len(products), size):
+        yield products[start : start + size]
 
 
 def settings_for(data_dir: Path, **changes: Any) -> Settings:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -12,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from .. import gil
 from ..db import KeyTaken
 from ..errors import ApiError
-from ..models import Job, JobStatus
+from ..models import Job, JobStatus, Product
 from ..pipeline import parse
 from . import idempotency, payloads
 from .auth import request_owner
@@ -35,14 +37,11 @@ async def _accept_upload(request: Request) -> Response:
     digest = await run_in_threadpool(idempotency.digest, received) if key else ""
     if key and (earlier := await idempotency.earlier_answer(services.db, key, digest)):
         return earlier
+    limits = services.settings.csv_limits
     try:
-        parsed = await run_in_threadpool(
-            parse.parse_csv, received.data, services.settings.csv_limits
-        )
+        stream = await run_in_threadpool(parse.read_csv, received.data, limits)
     except parse.CsvError as exc:
-        raise ApiError(
-            400, "invalid_csv", exc.detail, [p.as_dict() for p in exc.problems]
-        ) from None
+        raise _invalid_csv(exc) from None
     stamp = datetime.now(UTC)
     job = Job(
         id=secrets.token_hex(16),
@@ -54,9 +53,9 @@ async def _accept_upload(request: Request) -> Response:
         base_url=services.settings.public_url or str(request.base_url).rstrip("/"),
         webhook_url=received.webhook_url,
         options=received.options,
-        header=parsed.header,
-        total_products=len(parsed.products),
-        total_images=parsed.total_images,
+        header=stream.header,
+        total_products=0,  # counted as the products are stored
+        total_images=0,
         processed_products=0,
         processed_images=0,
         succeeded_images=0,
@@ -65,9 +64,11 @@ async def _accept_upload(request: Request) -> Response:
     )
     services.lifecycle.refuse_when_stopping()
     try:
-        await services.db.create_job(
-            job, parsed.products, (key, digest) if key else None, owner=owner
+        job = await services.db.create_job(
+            job, read_ahead(stream.batches), (key, digest) if key else None, owner=owner
         )
+    except parse.CsvError as exc:  # found past the header: nothing was kept
+        raise _invalid_csv(exc) from None
     except KeyTaken:  # the same key, sent again while the first upload was being stored
         assert key is not None
         earlier = await idempotency.earlier_answer(services.db, key, digest)
@@ -76,3 +77,19 @@ async def _accept_upload(request: Request) -> Response:
     services.runner.wake()
     answer = payloads.upload_answer(job)
     return JSONResponse(answer, 202, headers={"Location": answer["status_url"]})
+
+
+def _invalid_csv(exc: parse.CsvError) -> ApiError:
+    return ApiError(400, "invalid_csv", exc.detail, [p.as_dict() for p in exc.problems])
+
+
+async def read_ahead(batches: Iterator[list[Product]]) -> AsyncIterator[list[Product]]:
+    """The batches, each read in a thread while the one before is stored."""
+    following = asyncio.ensure_future(run_in_threadpool(next, batches, None))
+    try:
+        while (batch := await following) is not None:
+            following = asyncio.ensure_future(run_in_threadpool(next, batches, None))
+            yield batch
+    finally:
+        # Stopped early (storing failed): the thread's read ends before the stream does.
+        await asyncio.gather(following, return_exceptions=True)

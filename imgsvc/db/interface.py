@@ -7,7 +7,7 @@ by the database's clock, so processes whose clocks disagree still agree on who h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -52,17 +52,20 @@ class Database(Protocol):
     async def create_job(
         self,
         job: Job,
-        products: Sequence[Product],
+        batches: AsyncIterable[Sequence[Product]],
         idempotency: tuple[str, str] | None = None,
         *,
         owner: str | None = None,
-    ) -> None:
-        """Store a job with its products, its images and the work to produce them, at once.
+    ) -> Job:
+        """Store a job with its products, its images and the work to produce them, at once,
+        and give the job as stored.
 
-        The job's distinct URLs are cut into slices (every occurrence of a URL in one
-        slice), each a work item. `idempotency` is (key, digest of the upload): a key
-        already taken raises KeyTaken and nothing is stored. `owner` is the hash of the API
-        key that created the job."""
+        The products come in batches, in input order, and are stored as they come (an
+        upload is never held whole); the job's totals are counted from them. An exception
+        raised by `batches` undoes everything. The job's distinct URLs are cut into slices
+        (every occurrence of a URL in one slice), each a work item. `idempotency` is (key,
+        digest of the upload): a key already taken raises KeyTaken and nothing is stored.
+        `owner` is the hash of the API key that created the job."""
 
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
         """A job by id; with `owner`, only if that owner created it."""

@@ -61,6 +61,7 @@ class Fetcher:
         )
         self._limits = limits
         self._slots = asyncio.Semaphore(concurrency)
+        self.policy = policy  # the addresses it connects to
 
     async def close(self) -> None:
         await self._session.close()

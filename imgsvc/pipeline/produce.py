@@ -20,6 +20,7 @@ from ..storage import Storage, image_name, output_names
 from . import compress
 from .fetch import UNKNOWN, Download, Fetcher, FetchError
 from .finish import StorageFailure
+from .refusals import Refusals
 from .reuse import Produced, reuse, sha256_hex
 
 PAGE_SIZE = 500  # URLs of a slice read at a time
@@ -58,6 +59,7 @@ class SliceRun:
             maxsize=pipeline.tasks_per_slice
         )
         self._recorder = Recorder(pipeline.db, job.id, self._key)
+        self._refusals = Refusals(pipeline.fetcher.policy)
         self._feeder: asyncio.Task[None] | None = None
         self.stopped = False
         self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
@@ -92,13 +94,32 @@ class SliceRun:
         after = ""
         while urls := await self._p.db.slice_urls(self._job.id, self._slice, after, PAGE_SIZE):
             after = urls[-1]
+            kept = await self._refuse(urls)
             earlier: dict[str, EarlierOutput] = {}
-            if self._job.options.reuse:
-                earlier = await self._p.db.earlier_outputs(self._job.id, self._key, urls)
-            for url in urls:
+            if self._job.options.reuse and kept:
+                earlier = await self._p.db.earlier_outputs(self._job.id, self._key, kept)
+            for url in kept:
                 await self._urls.put((url, earlier.get(url)))
         for _ in range(takers):
             await self._urls.put(None)
+
+    async def _refuse(self, urls: list[str]) -> list[str]:
+        """Fail at once, in one batch, the URLs refused before any download (an invalid
+        URL, a blocked address); the others, to download."""
+        kept: list[str] = []
+        refused: list[ImageRecord] = []
+        for url in urls:
+            error = self._refusals.refusal(url)
+            if error is None:
+                kept.append(url)
+            else:
+                refused.append(
+                    ImageRecord(url, ImageStatus.FAILED, None, error.code, error.message)
+                )
+        for record in refused:
+            metrics.record_image(record)
+        await self._recorder.add_all([Produced(record) for record in refused])
+        return kept
 
     async def _take(self) -> None:
         while (taken := await self._urls.get()) is not None and not self.stopped:
@@ -197,7 +218,10 @@ class Recorder:
         self._lock = asyncio.Lock()
 
     async def add(self, produced: Produced) -> None:
-        self._pending.append(produced)
+        await self.add_all([produced])
+
+    async def add_all(self, produced: list[Produced]) -> None:
+        self._pending.extend(produced)
         if len(self._pending) >= FLUSH_SIZE:
             await self.flush()
 

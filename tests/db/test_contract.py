@@ -32,7 +32,7 @@ from imgsvc.models import (
     WorkKind,
 )
 
-from ..conftest import postgres_database, settings_for
+from ..conftest import batches, postgres_database, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +83,7 @@ def products_with(*urls: tuple[str, ...]) -> list[Product]:
 
 async def stored_job(db: Database, *urls: tuple[str, ...], webhook: str | None = None) -> Job:
     job = new_job(products_with(*urls), webhook)
-    await db.create_job(job, products_with(*urls))
+    await db.create_job(job, batches(products_with(*urls)))
     return job
 
 
@@ -104,7 +104,7 @@ async def current(db: Database, job: Job) -> Job:
 async def test_a_stored_job_is_found_listed_and_paged(database: Database) -> None:
     products = products_with(("http://h/a", "http://h/b"), ("http://h/b",))
     job = new_job(products)
-    await database.create_job(job, products, owner="owner-1")
+    await database.create_job(job, batches(products), owner="owner-1")
     other = await stored_job(database, ("http://h/c",))
 
     found = await current(database, job)
@@ -128,10 +128,10 @@ async def test_a_stored_job_is_found_listed_and_paged(database: Database) -> Non
 async def test_an_idempotency_key_is_taken_once(database: Database) -> None:
     products = products_with(("http://h/a",))
     first = new_job(products)
-    await database.create_job(first, products, ("key-1", "digest-1"))
+    await database.create_job(first, batches(products), ("key-1", "digest-1"))
     second = new_job(products)
     with pytest.raises(KeyTaken):
-        await database.create_job(second, products, ("key-1", "digest-2"))
+        await database.create_job(second, batches(products), ("key-1", "digest-2"))
 
     assert await database.job_by_idempotency_key("key-1") == (first, "digest-1")
     assert await database.get_job(second.id) is None
@@ -157,11 +157,67 @@ async def test_recorded_images_update_every_occurrence_and_the_counters(
     assert (await current(database, job)).processed_products == 3
 
 
+async def test_a_job_stored_in_batches_keeps_each_url_in_the_slice_it_first_had(
+    database: Database,
+) -> None:
+    first = [f"http://h/{n}" for n in range(SLICE_SIZE - 1)]
+    # Batches of one product: the repeats of http://h/0 and http://h/again come in later
+    # batches than their first occurrence, and must join its slice.
+    urls = [(*first, "http://h/again"), ("http://h/0", "http://h/later"), ("http://h/again",)]
+    products = products_with(*urls)
+    job = replace(new_job(products), total_products=0, total_images=0)
+
+    stored = await database.create_job(job, batches(products, size=1))
+
+    assert (stored.total_products, stored.total_images) == (3, SLICE_SIZE + 3)
+    assert await current(database, job) == stored
+    assert await database.slice_urls(job.id, 0, "", SLICE_SIZE + 5) == sorted(
+        [*first, "http://h/again"]
+    )
+    assert await database.slice_urls(job.id, 1, "", 10) == ["http://h/later"]
+    claimed = await database.claim_work(OWNER_A, LEASE, SLICES, 5)
+    assert sorted(i.slice or 0 for i in claimed) == [0, 1]
+
+
+async def test_a_job_whose_batches_fail_leaves_nothing_behind(database: Database) -> None:
+    products = products_with(("http://h/a",), ("http://h/b",))
+
+    async def failing() -> AsyncIterator[list[Product]]:
+        yield products[:1]
+        raise ValueError("the upload is not valid")
+
+    job = new_job(products)
+    with pytest.raises(ValueError, match="not valid"):
+        await database.create_job(job, failing(), ("key-1", "digest-1"))
+
+    assert await database.get_job(job.id) is None
+    assert await database.job_by_idempotency_key("key-1") is None
+    assert await database.products(job.id, 0, 10) == []
+    assert await database.claim_work(OWNER_A, LEASE, SLICES, 5) == []
+
+
+async def test_a_product_is_counted_processed_once_when_its_last_image_ends(
+    database: Database,
+) -> None:
+    urls = tuple(f"http://h/{n}" for n in range(20))
+    job = await stored_job(database, urls, ("http://h/0",))
+    await database.record_images(job.id, [failed("http://h/0")])
+    assert (await current(database, job)).processed_products == 1  # the second product
+
+    # Batches ending the first product's last images at once (separate connections on
+    # PostgreSQL): exactly one of them counts it.
+    await asyncio.gather(*(database.record_images(job.id, [succeeded(u)]) for u in urls[1:]))
+    await database.record_images(job.id, [succeeded("http://h/5")])  # again: no change
+
+    found = await current(database, job)
+    assert (found.processed_products, found.processed_images) == (2, 21)
+
+
 async def test_output_options_and_a_kept_input_are_stored_as_given(database: Database) -> None:
     products = products_with(("http://h/a", "http://h/b"))
     job = new_job(products)
     job = replace(job, options=replace(job.options, format=OutputFormat.AVIF, progressive=True))
-    await database.create_job(job, products)
+    await database.create_job(job, batches(products))
     assert (await current(database, job)).options == job.options
     kept = replace(succeeded("http://h/a"), kept_input=True)
     await database.record_images(job.id, [kept, succeeded("http://h/b")])
@@ -175,7 +231,7 @@ async def test_sizes_and_each_images_renditions_are_stored_as_given(
     products = products_with(("http://h/a", "http://h/b"), ("http://h/a",))
     job = new_job(products)
     job = replace(job, options=replace(job.options, sizes=(1600, 300, 800)))
-    await database.create_job(job, products)
+    await database.create_job(job, batches(products))
     assert (await current(database, job)).options.sizes == (1600, 300, 800)
     renditions = (
         Rendition(1600, "out-a_1600.jpg", 1200, 900, 5000),
@@ -385,7 +441,7 @@ def earlier(url: str, sha256: str = "aa", etag: str | None = '"v1"') -> EarlierO
 
 async def owned_job(db: Database, owner: str | None, *urls: str) -> Job:
     job = new_job(products_with(urls))
-    await db.create_job(job, products_with(urls), owner=owner)
+    await db.create_job(job, batches(products_with(urls)), owner=owner)
     return job
 
 
@@ -444,5 +500,5 @@ async def test_reused_images_are_stored_and_counted(database: Database) -> None:
     products = products_with(("http://h/a",))
     no_reuse = new_job(products)
     no_reuse = replace(no_reuse, options=replace(no_reuse.options, reuse=False))
-    await database.create_job(no_reuse, products)
+    await database.create_job(no_reuse, batches(products))
     assert (await current(database, no_reuse)).options.reuse is False

@@ -15,6 +15,7 @@ from imgsvc.db.postgres import PostgresDatabase
 from imgsvc.models import JobStatus, OutboxEntry, WorkKind
 
 from ..backends import PostgresServer
+from ..conftest import batches
 from .test_contract import new_job, products_with
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +43,7 @@ async def test_concurrent_claims_take_every_item_exactly_once(postgres_url: str)
     try:
         for n in range(40):
             products = products_with((f"http://h/{n}",))
-            await processes[0].create_job(new_job(products), products)
+            await processes[0].create_job(new_job(products), batches(products))
 
         async def drain(db: PostgresDatabase, owner: str) -> list[int]:
             taken: list[int] = []
@@ -90,7 +91,7 @@ async def test_a_new_job_and_a_due_webhook_wake_the_other_process(
     products = products_with(("http://h/a",))
     job = new_job(products, "http://hook.test/")
 
-    await writer.create_job(job, products)
+    await writer.create_job(job, batches(products))
     await heard(listener.work_written)
     assert not listener.outbox_written.is_set()
 
@@ -106,7 +107,7 @@ async def test_a_process_that_does_not_listen_hears_nothing(
     await quiet(writer.work_written, listener.work_written)
     products = products_with(("http://h/a",))
 
-    await listener.create_job(new_job(products), products)
+    await listener.create_job(new_job(products), batches(products))
     await heard(listener.work_written)  # its own commit
     await asyncio.sleep(0.5)
     assert not writer.work_written.is_set()
@@ -118,7 +119,7 @@ async def test_a_claim_never_deadlocks_with_a_cancel_of_the_same_job(postgres_ur
     db = await PostgresDatabase.open(postgres_url)
     products = products_with(("http://h/a",))
     job = new_job(products)
-    await db.create_job(job, products)
+    await db.create_job(job, batches(products))
     try:
         async with await psycopg.AsyncConnection.connect(postgres_url) as cancel:
             await cancel.execute("UPDATE jobs SET cancel_requested = true WHERE id = %s", (job.id,))

@@ -163,6 +163,21 @@ async def test_invalid_csv_lists_every_problem(service: Service) -> None:
     ]
 
 
+async def test_a_problem_far_into_a_large_csv_leaves_nothing_behind(service: Service) -> None:
+    """The products are stored as the file is read: a problem found past many stored
+    batches still answers 400 with its line, and no job is left."""
+    rows = [f"{n},SKU{n}," + " ".join(f"http://a.example/{n}/{k}.jpg" for k in range(50))
+            for n in range(1, 2001)]  # fmt: skip
+    rows[1500] = "1501,,http://a.example/x.jpg"
+    data = ("S. No.,Product Name,Input Image Urls\n" + "\n".join(rows)).encode()
+    status, body = await service.post(
+        "/api/upload", data=io.BytesIO(data), headers={"Content-Type": "text/csv"}
+    )
+    assert (status, body["code"]) == (400, "invalid_csv")
+    assert [(e["line"], e["column"]) for e in body["errors"]] == [(1502, "Product Name")]
+    assert (await service.get("/api/jobs"))[1]["total"] == 0
+
+
 async def test_bad_options_name_the_field(service: Service) -> None:
     csv_text = "S. No.,Product Name,Input Image Urls\n1,A,http://a.example/x.jpg\n"
     for field, value in (("quality", "0"), ("quality", "abc"), ("format", "gif"),

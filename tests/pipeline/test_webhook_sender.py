@@ -24,7 +24,7 @@ from imgsvc.pipeline.netguard import AddressPolicy
 from imgsvc.pipeline.signing import secret_key
 from imgsvc.pipeline.webhooks import WebhookSender
 
-from ..conftest import SECRET, Receiver
+from ..conftest import SECRET, Receiver, batches
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +47,7 @@ async def a_finished_job_with_a_webhook(db: SqliteDatabase, url: str) -> None:
     header = ("S. No.", "Product Name", "Input Image Urls")
     job = Job("j1", JobStatus.PENDING, "", now, now, None, "http://imgsvc", url,
               JobOptions(50, None, OutputFormat.JPEG), header, 1, 1, 0, 0, 0, 0)  # fmt: skip
-    await db.create_job(job, [Product(2, "1", "A", ("http://a/1.jpg",), ("1", "A", "x"))])
+    await db.create_job(job, batches([Product(2, "1", "A", ("http://a/1.jpg",), ("1", "A", "x"))]))
     entry = OutboxEntry("msg_1", "j1", url, '{"type":"job.completed"}', now)
     assert await db.finish_job("j1", JobStatus.COMPLETED, "", lambda _: entry)
 

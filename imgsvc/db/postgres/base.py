@@ -42,24 +42,35 @@ class Connections:
 
 
 async def update_counters(
-    db: AsyncConnection[TupleRow], job_id: str, changed: dict[ImageStatus, int], reused: int = 0
+    db: AsyncConnection[TupleRow],
+    job_id: str,
+    changed: dict[ImageStatus, int],
+    reused: int = 0,
+    ended_products: int | None = None,
 ) -> None:
-    # A product is processed when none of its images is pending: counted from the pending
-    # rows through an index, exact when one URL shared by many products ends.
+    """Add a change of images to the job's counters. A product is processed when none of its
+    images is pending: `ended_products` is how many the change ended, when the caller
+    counted them; else the distinct products among the pending rows are counted through
+    an index, which walks every pending image of the job."""
+    if ended_products is None:
+        processed = (
+            "total_products - (SELECT COUNT(DISTINCT product_seq) FROM images "
+            "WHERE job_id = %s AND status = %s)"
+        )
+        args: tuple[object, ...] = (job_id, str(ImageStatus.PENDING))
+    else:
+        processed, args = "processed_products + %s", (ended_products,)
     await db.execute(
         "UPDATE jobs SET processed_images = processed_images + %s, "
         "succeeded_images = succeeded_images + %s, failed_images = failed_images + %s, "
         "reused_images = reused_images + %s, "
-        "processed_products = total_products - (SELECT COUNT(DISTINCT product_seq) "
-        f"FROM images WHERE job_id = %s AND status = %s), updated_at = {NOW} "
-        "WHERE id = %s",
+        f"processed_products = {processed}, updated_at = {NOW} WHERE id = %s",
         (
             sum(changed.values()),
             changed.get(ImageStatus.SUCCEEDED, 0),
             changed.get(ImageStatus.FAILED, 0),
             reused,
-            job_id,
-            str(ImageStatus.PENDING),
+            *args,
             job_id,
         ),
     )

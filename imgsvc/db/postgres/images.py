@@ -43,17 +43,33 @@ class ImageQueries(Connections):
                 "error_message = %s, bytes_in = %s, bytes_out = %s, width = %s, height = %s, "
                 "kept_input = %s, reused = %s, renditions = %s "
                 "WHERE job_id = %s AND url = %s AND status = %s "
-                "RETURNING status, reused",
+                "RETURNING status, reused, product_seq",
                 values,
                 returning=True,
             )
+            touched: set[int] = set()
             while True:
-                for status, reuse in await cursor.fetchall():
+                for status, reuse, product_seq in await cursor.fetchall():
                     changed[ImageStatus(status)] += 1
                     reused += reuse
+                    touched.add(product_seq)
                 if not cursor.nextset():
                     break
-            await update_counters(db, job_id, changed, reused)
+            # The products this batch changed that have no image pending any more: it
+            # ended them (they had one pending: the one it changed). The job's row is
+            # locked first, so the count, a statement of its own, sees every batch of the
+            # job committed before: of two batches ending one product at once, the second
+            # to take the lock counts it.
+            await cursor.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+            await cursor.execute(
+                "SELECT COUNT(*) FROM unnest(%s::int[]) AS touched (seq) WHERE NOT EXISTS "
+                "(SELECT 1 FROM images WHERE job_id = %s AND product_seq = touched.seq "
+                "AND status = %s)",
+                (list(touched), job_id, str(ImageStatus.PENDING)),
+            )
+            ended = await cursor.fetchone()
+            assert ended is not None
+            await update_counters(db, job_id, changed, reused, ended[0])
 
     async def earlier_outputs(
         self, job_id: str, options_key: str, urls: Collection[str]

@@ -47,25 +47,35 @@ class Connections:
 
 
 async def update_counters(
-    db: aiosqlite.Connection, job_id: str, changed: dict[ImageStatus, int], reused: int = 0
+    db: aiosqlite.Connection,
+    job_id: str,
+    changed: dict[ImageStatus, int],
+    reused: int = 0,
+    ended_products: int | None = None,
 ) -> None:
-    # A product is processed when none of its images is pending; counting the distinct
-    # products among the pending rows walks an index and keeps the count exact when one
-    # URL shared by many products ends.
+    """Add a change of images to the job's counters. A product is processed when none of its
+    images is pending: `ended_products` is how many the change ended, when the caller
+    counted them; else the distinct products among the pending rows are counted through
+    an index, which walks every pending image of the job."""
+    if ended_products is None:
+        processed = (
+            "total_products - (SELECT COUNT(DISTINCT product_seq) FROM images "
+            "WHERE job_id = ? AND status = ?)"
+        )
+        args: tuple[object, ...] = (job_id, ImageStatus.PENDING)
+    else:
+        processed, args = "processed_products + ?", (ended_products,)
     await db.execute(
         "UPDATE jobs SET processed_images = processed_images + ?, "
         "succeeded_images = succeeded_images + ?, failed_images = failed_images + ?, "
         "reused_images = reused_images + ?, "
-        "processed_products = total_products - (SELECT COUNT(DISTINCT product_seq) "
-        f"FROM images WHERE job_id = ? AND status = ?), updated_at = {NOW} "
-        "WHERE id = ?",
+        f"processed_products = {processed}, updated_at = {NOW} WHERE id = ?",
         (
             sum(changed.values()),
             changed.get(ImageStatus.SUCCEEDED, 0),
             changed.get(ImageStatus.FAILED, 0),
             reused,
-            job_id,
-            ImageStatus.PENDING,
+            *args,
             job_id,
         ),
     )

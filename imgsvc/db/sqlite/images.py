@@ -29,9 +29,11 @@ class ImageQueries(Connections):
     async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
         reused = 0
+        urls: set[str] = set()
         # Batches by status and reuse, so each batch's row count feeds its counter.
         batches: dict[tuple[ImageStatus, bool], list[tuple[Any, ...]]] = {}
         for r in records:
+            urls.add(r.url)
             batches.setdefault((r.status, r.reused), []).append(
                 (
                     r.status,
@@ -51,6 +53,13 @@ class ImageQueries(Connections):
                 )
             )
         async with self._transaction() as db:
+            # The products these outcomes touch that still wait for an image: those left
+            # with none pending afterwards are the ones this batch ends.
+            touched = await db.execute_fetchall(
+                "SELECT DISTINCT product_seq FROM images INDEXED BY images_by_url "
+                "WHERE job_id = ? AND url IN (SELECT value FROM json_each(?)) AND status = ?",
+                (job_id, json.dumps(list(urls)), ImageStatus.PENDING),
+            )
             for (status, reuse), values in batches.items():
                 # Without statistics SQLite picks the primary key's job_id prefix here,
                 # which visits every image of the job for each URL: 12 ms a URL in a
@@ -66,7 +75,12 @@ class ImageQueries(Connections):
                 )
                 changed[status] += cursor.rowcount
                 reused += cursor.rowcount if reuse else 0
-            await update_counters(db, job_id, changed, reused)
+            ended = await db.execute_fetchall(
+                "SELECT COUNT(*) FROM json_each(?) AS touched WHERE NOT EXISTS (SELECT 1 "
+                "FROM images WHERE job_id = ? AND product_seq = touched.value AND status = ?)",
+                (json.dumps([seq for (seq,) in touched]), job_id, ImageStatus.PENDING),
+            )
+            await update_counters(db, job_id, changed, reused, next(iter(ended))[0])
 
     async def earlier_outputs(
         self, job_id: str, options_key: str, urls: Collection[str]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+import aiosqlite
 
 from ...models import DeliveryState, ImageStatus, Job, JobStatus, OutboxEntry, Product, WorkKind
 from ..columns import JOB_COLUMNS, TERMINAL
 from ..interface import KeyTaken
-from ..slices import slice_numbers
+from ..slices import Slicer
 from .base import Connections, update_counters
 from .rows import NOW, job_from, job_values, owned, stored
 
@@ -23,13 +27,13 @@ class JobQueries(Connections):
     async def create_job(
         self,
         job: Job,
-        products: Sequence[Product],
+        batches: AsyncIterable[Sequence[Product]],
         idempotency: tuple[str, str] | None = None,
         *,
         owner: str | None = None,
-    ) -> None:
+    ) -> Job:
         try:
-            await self._create_job(job, products, idempotency, owner)
+            return await self._create_job(job, batches, idempotency, owner)
         except sqlite3.IntegrityError as exc:
             if idempotency is None or "idempotency_key" not in str(exc):
                 raise
@@ -38,12 +42,14 @@ class JobQueries(Connections):
     async def _create_job(
         self,
         job: Job,
-        products: Sequence[Product],
+        batches: AsyncIterable[Sequence[Product]],
         idempotency: tuple[str, str] | None,
         owner: str | None,
-    ) -> None:
+    ) -> Job:
         key, digest = idempotency or (None, None)
         values = (*job_values(job), owner, key, digest)
+        slicer = Slicer()
+        products = images = 0
         async with self._transaction() as db:
             # The key goes in with the job, so a key already taken fails here, before any
             # of up to 100,000 products is inserted.
@@ -52,24 +58,34 @@ class JobQueries(Connections):
                 f"VALUES ({', '.join('?' * len(values))})",
                 values,
             )
-            await db.executemany(
-                "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (job.id, seq, p.line, p.serial_number, p.product_name, json.dumps(p.cells))
-                    for seq, p in enumerate(products)
-                ),
-            )
-            slices = slice_numbers(products)
-            await db.executemany(
-                "INSERT INTO images (job_id, product_seq, position, url, slice) "
-                "VALUES (?, ?, ?, ?, ?)",
-                _image_rows(job.id, products, slices),
+            async for batch in batches:
+                # The rows are made in the writer's thread as executemany reads them.
+                await db.executemany(
+                    "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        (job.id, seq, p.line, p.serial_number, p.product_name, json.dumps(p.cells))
+                        for seq, p in enumerate(batch, products)
+                    ),
+                )
+                maybe_seen = await asyncio.to_thread(slicer.maybe_seen, batch)
+                stored = await _stored_slices(db, job.id, maybe_seen)
+                await db.executemany(
+                    "INSERT INTO images (job_id, product_seq, position, url, slice) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    slicer.image_rows(job.id, products, batch, maybe_seen, stored),
+                )
+                products += len(batch)
+                images += sum(len(p.urls) for p in batch)
+            await db.execute(
+                "UPDATE jobs SET total_products = ?, total_images = ? WHERE id = ?",
+                (products, images, job.id),
             )
             await db.executemany(
                 "INSERT INTO work (job_id, kind, slice) VALUES (?, ?, ?)",
-                ((job.id, WorkKind.SLICE, n) for n in range(max(slices.values(), default=-1) + 1)),
+                ((job.id, WorkKind.SLICE, n) for n in range(slicer.slices)),
             )
         self.work_written.set()
+        return replace(job, total_products=products, total_images=images)
 
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
         where, args = owned("id = ?", (job_id,), owner)
@@ -220,9 +236,14 @@ class JobQueries(Connections):
         yield True  # one process owns the file: its turn always
 
 
-def _image_rows(
-    job_id: str, products: Sequence[Product], slices: dict[str, int]
-) -> Iterator[tuple[str, int, int, str, int]]:
-    for seq, product in enumerate(products):
-        for position, url in enumerate(product.urls):
-            yield job_id, seq, position, url, slices[url]
+async def _stored_slices(db: aiosqlite.Connection, job_id: str, urls: set[str]) -> dict[str, int]:
+    """The slices of those `urls` that the job already holds."""
+    if not urls:
+        return {}
+    # Left to itself SQLite reads every image of the job through images_by_slice.
+    rows = await db.execute_fetchall(
+        "SELECT url, slice FROM images INDEXED BY images_by_url WHERE job_id = ? "
+        "AND url IN (SELECT value FROM json_each(?))",
+        (job_id, json.dumps(list(urls))),
+    )
+    return {str(row[0]): int(row[1]) for row in rows}

@@ -1,0 +1,103 @@
+"""URLs refused before any download fail fast, each as its download would have failed."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from imgsvc.pipeline.fetch import Fetcher, FetchError, FetchLimits
+from imgsvc.pipeline.parse import BATCH_URLS
+
+from ..conftest import running_service
+from ..security_support import Listener, allowed_image_host, guarded_settings, refused_listener
+
+pytestmark = pytest.mark.anyio
+
+URLS_PER_ROW = 50
+ROWS = BATCH_URLS // URLS_PER_ROW + 40  # past the first batch the upload is stored in
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    async with refused_listener() as running:
+        yield running
+
+
+def refused(n: int, port: int) -> str:
+    """A distinct URL of one of the kinds that fail without a connection."""
+    return (
+        f"http://127.0.0.1:{port}/loopback/{n}.jpg",
+        f"http://2130706433:{port}/decimal/{n}.jpg",
+        f"http://a\\b/invalid/{n}.jpg",
+        f"http://[::1]:{port}/v6/{n}.jpg",
+    )[n % 4]
+
+
+async def download_error(fetcher: Fetcher, url: str) -> tuple[str, str]:
+    with pytest.raises(FetchError) as caught:
+        await fetcher.fetch(url)
+    return caught.value.code, caught.value.message
+
+
+async def test_a_job_of_refused_urls_fails_each_image_as_its_download_would(
+    tmp_path: Path, listener: Listener
+) -> None:
+    urls = [refused(n, listener.port) for n in range(ROWS * URLS_PER_ROW)]
+    # Every row also repeats a URL of a row far before it: its outcome is the same.
+    rows = [[*urls[r * URLS_PER_ROW : (r + 1) * URLS_PER_ROW], urls[r // 2]] for r in range(ROWS)]
+    lines = [f"{r + 1},P{r + 1},{' '.join(row)}" for r, row in enumerate(rows)]
+    data = ("S. No.,Product Name,Input Image Urls\n" + "\n".join(lines) + "\n").encode()
+    settings = guarded_settings(tmp_path)
+    async with running_service(settings) as service:
+        status, answer = await service.post(
+            "/api/upload", data=io.BytesIO(data), headers={"Content-Type": "text/csv"}
+        )
+        assert (status, answer["total_images"]) == (202, ROWS * (URLS_PER_ROW + 1))
+        final = await service.wait(answer["request_id"])
+        assert final["status"] == "failed"
+        assert final["progress"]["failed_images"] == ROWS * (URLS_PER_ROW + 1)
+        _, details = await service.get(f"/api/details/{answer['request_id']}?limit={ROWS}")
+        _, results = await service.get(f"/api/download/{answer['request_id']}")
+    assert listener.connections == 0
+
+    limits = FetchLimits(max_bytes=1000, timeout=5, max_redirects=0, retries=0)
+    fetcher = Fetcher(settings.address_policy, limits, concurrency=5)
+    try:
+        expected = {url: await download_error(fetcher, url) for url in urls[:10]}
+    finally:
+        await fetcher.close()
+    assert {code for code, _ in expected.values()} == {"blocked_address", "invalid_url"}
+    images = [image for product in details["products"] for image in product["images"]]
+    assert [i["input_url"] for i in images] == [url for row in rows for url in row]
+    for image in images:
+        assert image["status"] == "failed"
+        assert image["output_url"] is None
+        if image["input_url"] in expected:
+            error = image["error"]
+            assert (error["code"], error["message"]) == expected[image["input_url"]]
+
+    table = list(csv.reader(io.StringIO(results.decode())))
+    assert table[0] == ["S. No.", "Product Name", "Input Image Urls", "Output Image Urls"]
+    assert [r[:2] for r in table[1:]] == [[str(n), f"P{n}"] for n in range(1, ROWS + 1)]
+    assert {r[3] for r in table[1:]} == {"," * URLS_PER_ROW}  # every place empty
+
+
+async def test_a_url_that_passes_is_downloaded_beside_refused_ones(
+    tmp_path: Path, listener: Listener
+) -> None:
+    async with allowed_image_host() as host:
+        good = host.add("/good.jpg", b"not an image")
+        bad = f"http://127.0.0.1:{listener.port}/x.jpg"
+        csv_text = f"S. No.,Product Name,Input Image Urls\n1,A,{good} {bad}\n"
+        async with running_service(guarded_settings(tmp_path)) as service:
+            _, answer = await service.upload(csv_text)
+            await service.wait(answer["request_id"])
+            _, details = await service.get(f"/api/details/{answer['request_id']}")
+        assert host.hits["/good.jpg"] == 1
+    images = details["products"][0]["images"]
+    assert [i["error"]["code"] for i in images] == ["not_an_image", "blocked_address"]
+    assert listener.connections == 0
