@@ -34,7 +34,18 @@ from PIL import Image
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchkit import Bench, ImageHost, Row, Section, Server, free_port, percentile, poll, upload
+from benchkit import (
+    Bench,
+    ImageHost,
+    Row,
+    Section,
+    Server,
+    free_port,
+    large_upload,
+    percentile,
+    poll,
+    upload,
+)
 from sample_host import DISTINCT, photo, products_csv
 
 Work = Callable[[bytes, Path], None]
@@ -125,43 +136,6 @@ async def service(bench: Bench) -> list[Row]:
          f"{percentile(latencies, 0.5):.1f} / {percentile(latencies, 0.99):.1f} ms"),
         ("service peak memory", f"{max(r['one']['memory'] for r in rounds):.0f} MB"),
     ]  # fmt: skip
-
-
-async def large_upload(bench: Bench) -> list[Row]:
-    """A large CSV: time to the 202 and other requests' latency meanwhile."""
-    rows = bench.args.rows
-    server = Server(bench.folder / "upload", free_port())
-    try:
-        async with aiohttp.ClientSession() as client:
-            await server.ready(client)
-            data = products_csv(bench.host, rows, 1, distinct=500).encode()
-            other: list[float] = []
-            stop = asyncio.Event()
-
-            async def probe() -> None:
-                while not stop.is_set():
-                    start = time.perf_counter()
-                    async with client.get(server.url + "/api/jobs?limit=5") as response:
-                        await response.read()
-                    other.append(time.perf_counter() - start)
-                    await asyncio.sleep(0.02)
-
-            prober = asyncio.create_task(probe())
-            start = time.perf_counter()
-            answer = await upload(client, server.url, data)
-            accepted = time.perf_counter() - start
-            stop.set()
-            await prober
-            final = await poll(client, answer["status_url"], [])
-        assert final["status"] == "completed", final
-        memory = server.peak_memory_mb()
-    finally:
-        server.stop()
-    return [
-        (f"{rows:,}-row CSV ({len(data) / 1e6:.1f} MB): time to 202", f"{accepted:.2f} s"),
-        ("other requests during that upload, p99", f"{percentile(other, 0.99):.1f} ms"),
-        ("service peak memory while that job runs", f"{memory:.0f} MB"),
-    ]
 
 
 SECTIONS: dict[str, Section] = {
