@@ -146,6 +146,7 @@ class S3Server:
     """An S3 API on 127.0.0.1; it takes any credentials, these are the ones the tests give."""
 
     endpoint: str
+    pid: int  # the server's process
     access_key_id: str = "imgsvc-test"
     secret_access_key: str = "imgsvc-test-secret"  # moto checks no signature
     region: str = "us-east-1"
@@ -212,7 +213,7 @@ def s3_server() -> Iterator[S3Server]:
                 stderr=subprocess.STDOUT,
             )
         try:
-            yield S3Server(_wait_listening(server, log))
+            yield S3Server(_wait_listening(server, log), server.pid)
         finally:
             server.terminate()
             server.wait(timeout=10)
