@@ -34,6 +34,7 @@ from PIL import Image
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_processes import processes
 from benchkit import (
     Bench,
     ImageHost,
@@ -141,6 +142,7 @@ async def service(bench: Bench) -> list[Row]:
 SECTIONS: dict[str, Section] = {
     "service": service,
     "upload": large_upload,
+    "processes": processes,
 }
 
 
