@@ -9,6 +9,8 @@ Every section prints into one table:
   between two ceiling runs; the median round is shown.
 - upload: a 100,000-row CSV: time to the 202, the latency of other requests during the
   upload, and the service's peak memory while that job runs.
+- processes: the same job on SQLite, then on PostgreSQL and a bucket shared by 1, 2 and 3
+  processes, and the statements PostgreSQL runs per image (bench_processes.py).
 
     python scripts/bench.py [--only service,upload] [--images 600] [--rounds 3] [--rows 100000]
 """
