@@ -28,7 +28,8 @@ crashtest: $(INSTALLED)  ## the kill -9 loops, one process and three, long: CRAS
 demo: $(INSTALLED)  ## offline: a sample image host, the service, an upload with curl, the results
 	scripts/demo.sh
 
-bench: $(INSTALLED)  ## the benchmark: the service against the machine's ceiling, then the output formats (minutes)
+bench: $(INSTALLED)  ## the benchmark: the service against the machine's ceiling, on PostgreSQL and a bucket with 1-3 processes, then the output formats (minutes)
+	scripts/test-deps.sh bench
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_images.py
 

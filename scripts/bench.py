@@ -12,6 +12,8 @@ Every section prints into one table:
 - sizes: service CPU per image with sizes=1600,800,300 against one output (bench_sizes.py).
 - growth: the service job with 1 and then 2 CPU workers, and the core count at which one
   process's event loop would saturate (scripts/bench_growth.py).
+- processes: the same job on SQLite, then on PostgreSQL and a bucket shared by 1, 2 and 3
+  processes, and the statements PostgreSQL runs per image (bench_processes.py).
 
     python scripts/bench.py [--only service,upload,growth] [--images 600] [--rounds 3]
         [--rows 100000]
@@ -32,13 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from PIL import Image
 
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_growth import growth
+from bench_processes import processes
 from bench_rerun import rerun
 from bench_sizes import sizes
 from bench_upload import largest
@@ -49,12 +51,11 @@ from benchkit import (
     Section,
     Server,
     free_port,
+    large_upload,
     percentile,
-    poll,
-    upload,
     workload_images,
 )
-from sample_host import DISTINCT, photo, products_csv
+from sample_host import DISTINCT, photo
 
 Work = Callable[[bytes, Path], None]
 
@@ -124,43 +125,6 @@ async def service(bench: Bench) -> list[Row]:
     ]  # fmt: skip
 
 
-async def large_upload(bench: Bench) -> list[Row]:
-    """A large CSV: time to the 202 and other requests' latency meanwhile."""
-    rows = bench.args.rows
-    server = Server(bench.folder / "upload", free_port())
-    try:
-        async with aiohttp.ClientSession() as client:
-            await server.ready(client)
-            data = products_csv(bench.host, rows, 1, distinct=500).encode()
-            other: list[float] = []
-            stop = asyncio.Event()
-
-            async def probe() -> None:
-                while not stop.is_set():
-                    start = time.perf_counter()
-                    async with client.get(server.url + "/api/jobs?limit=5") as response:
-                        await response.read()
-                    other.append(time.perf_counter() - start)
-                    await asyncio.sleep(0.02)
-
-            prober = asyncio.create_task(probe())
-            start = time.perf_counter()
-            answer = await upload(client, server.url, data)
-            accepted = time.perf_counter() - start
-            stop.set()
-            await prober
-            final = await poll(client, answer["status_url"], [])
-        assert final["status"] == "completed", final
-        memory = server.peak_memory_mb()
-    finally:
-        server.stop()
-    return [
-        (f"{rows:,}-row CSV ({len(data) / 1e6:.1f} MB): time to 202", f"{accepted:.2f} s"),
-        ("other requests during that upload, p99", f"{percentile(other, 0.99):.1f} ms"),
-        ("service peak memory while that job runs", f"{memory:.0f} MB"),
-    ]
-
-
 SECTIONS: dict[str, Section] = {
     "service": service,
     "upload": large_upload,
@@ -168,6 +132,7 @@ SECTIONS: dict[str, Section] = {
     "sizes": sizes,
     "growth": growth,
     "largest": largest,
+    "processes": processes,
 }
 
 

@@ -190,6 +190,44 @@ async def workload_images(server: Server, host: str, images: int) -> dict[str, A
     }
 
 
+async def large_upload(bench: Bench, env: dict[str, str] | None = None) -> list[Row]:
+    """A large CSV (`--rows`): time to the 202, other requests' latency meanwhile, and the
+    service's peak memory while the job runs; `env` chooses its database and storage."""
+    rows = bench.args.rows
+    server = Server(bench.folder / "upload", free_port(), env)
+    try:
+        async with aiohttp.ClientSession() as client:
+            await server.ready(client)
+            data = products_csv(bench.host, rows, 1, distinct=500).encode()
+            other: list[float] = []
+            stop = asyncio.Event()
+
+            async def probe() -> None:
+                while not stop.is_set():
+                    start = time.perf_counter()
+                    async with client.get(server.url + "/api/jobs?limit=5") as response:
+                        await response.read()
+                    other.append(time.perf_counter() - start)
+                    await asyncio.sleep(0.02)
+
+            prober = asyncio.create_task(probe())
+            start = time.perf_counter()
+            answer = await upload(client, server.url, data)
+            accepted = time.perf_counter() - start
+            stop.set()
+            await prober
+            final = await poll(client, answer["status_url"], [])
+        assert final["status"] == "completed", final
+        memory = server.peak_memory_mb()
+    finally:
+        server.stop()
+    return [
+        (f"{rows:,}-row CSV ({len(data) / 1e6:.1f} MB): time to 202", f"{accepted:.2f} s"),
+        ("other requests during that upload, p99", f"{percentile(other, 0.99):.1f} ms"),
+        ("service peak memory while that job runs", f"{memory:.0f} MB"),
+    ]
+
+
 def free_port() -> int:
     """A port nothing listens on now, for a server started next."""
     with socket.socket() as probe:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond Python packages: Debian's programs the tests start for real;
-# with `image`, what `make image` and `make imagetest` need.
+# with `bench`, what `make bench` needs; with `image`, what `make image` and `make imagetest`
+# need.
 # As root they are installed when missing; otherwise the one command to run is printed.
 set -euo pipefail
 
@@ -16,6 +17,11 @@ tests)
         [/usr/bin/promtool]=prometheus
         [/usr/bin/jpegtran]=libjpeg-turbo-progs  # compress's lossless re-pack of a JPEG input
     ) ;;
+bench)
+    NEEDED=(
+        [/usr/lib/postgresql/*/bin/initdb]=postgresql  # the processes section's database
+        [/usr/bin/jpegtran]=libjpeg-turbo-progs  # bench_images.py's lossless re-pack figures
+    ) ;;
 image)
     NEEDED=(
         [/usr/bin/buildah]=buildah  # builds the Dockerfile without a container engine
@@ -23,7 +29,7 @@ image)
         [/usr/bin/podman]=podman  # runs the built image
         [/usr/sbin/runc]=runc  # the runtime podman uses here (scripts/imagetest.py says why)
     ) ;;
-*) echo "usage: $0 [tests|image]" >&2; exit 2 ;;
+*) echo "usage: $0 [tests|bench|image]" >&2; exit 2 ;;
 esac
 
 missing=()

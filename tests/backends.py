@@ -2,6 +2,7 @@
 
 Both live only on this machine: PostgreSQL listens on a Unix socket in a temporary folder
 (no TCP at all), the S3 API (moto's server) on 127.0.0.1. Neither starts unless a test asks.
+scripts/bench_processes.py starts them the same way, so nothing here depends on pytest.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import obstore
 import psycopg
-import pytest
 from obstore.store import S3Store
 from psycopg import sql
 from psycopg.rows import TupleRow
@@ -50,8 +50,9 @@ def postgres_programs() -> Path:
     debian = Path("/usr/lib/postgresql").glob("*/bin/initdb")
     newest = max(debian, key=lambda initdb: int(initdb.parts[-3]), default=None)
     if newest is None:
-        pytest.fail(
-            f"PostgreSQL is not installed: run  {POSTGRES_INSTALL}  (as root, make test does)"
+        raise RuntimeError(
+            f"PostgreSQL is not installed: run  {POSTGRES_INSTALL}  (as root, make test and "
+            "make bench do)"
         )
     return newest.parent
 
@@ -98,16 +99,17 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """initdb in a new temporary folder, start it with pg_ctl, stop and remove it at the end."""
+def postgres_server(conf: str = "") -> Iterator[PostgresServer]:
+    """initdb in a new temporary folder, start it with pg_ctl, stop and remove it at the end;
+    `conf` is more lines for its postgresql.conf."""
     programs = postgres_programs()
     folder = Path(tempfile.mkdtemp(prefix="imgsvc-pg-"))
     as_owner = _as_postgres_user(folder)
     data, log = folder / "data", folder / "server.log"
     initdb = [str(programs / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
     _run([*as_owner, *initdb, "--no-sync", "--no-locale", "--encoding=UTF8"])
-    with (data / "postgresql.conf").open("a") as conf:
-        conf.write(POSTGRES_CONF.format(folder=folder))
+    with (data / "postgresql.conf").open("a") as settings:
+        settings.write(POSTGRES_CONF.format(folder=folder) + conf)
     pg_ctl = [*as_owner, str(programs / "pg_ctl"), "-D", str(data), "-l", str(log)]
     try:
         _run([*pg_ctl, "-w", "start"], log)
@@ -126,7 +128,8 @@ def _as_postgres_user(folder: Path) -> list[str]:
     try:
         owner = pwd.getpwnam("postgres")
     except KeyError:
-        pytest.fail(f"no postgres user to run PostgreSQL as root: run  {POSTGRES_INSTALL}")
+        message = f"no postgres user to run PostgreSQL as root: run  {POSTGRES_INSTALL}"
+        raise RuntimeError(message) from None
     os.chown(folder, owner.pw_uid, owner.pw_gid)
     return ["runuser", "-u", "postgres", "--"]
 
@@ -135,7 +138,7 @@ def _run(command: list[str], log: Path | None = None, check: bool = True) -> Non
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         server_log = log.read_text() if log and log.exists() else ""
-        pytest.fail(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}{server_log}")
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}{server_log}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class S3Server:
     """An S3 API on 127.0.0.1; it takes any credentials, these are the ones the tests give."""
 
     endpoint: str
+    pid: int  # the server's process
     access_key_id: str = "imgsvc-test"
     secret_access_key: str = "imgsvc-test-secret"  # moto checks no signature
     region: str = "us-east-1"
@@ -209,7 +213,7 @@ def s3_server() -> Iterator[S3Server]:
                 stderr=subprocess.STDOUT,
             )
         try:
-            yield S3Server(_wait_listening(server, log))
+            yield S3Server(_wait_listening(server, log), server.pid)
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -222,4 +226,4 @@ def _wait_listening(server: subprocess.Popen[bytes], log: Path) -> str:
             return found.group(1)
         time.sleep(0.05)
     server.kill()
-    pytest.fail(f"the S3 server did not start:\n{log.read_text()}")
+    raise RuntimeError(f"the S3 server did not start:\n{log.read_text()}")
