@@ -16,6 +16,7 @@ from ..db import Database
 from ..models import ImageRecord, ImageStatus, Job
 from ..storage import Storage, image_name
 from . import compress
+from .budget import Held
 from .fetch import Fetcher, FetchError
 from .finish import StorageFailure
 
@@ -32,7 +33,7 @@ class Pipeline:
     storage: Storage
     fetcher: Fetcher
     pool: ThreadPoolExecutor  # Pillow and file writes; its size bounds the CPU work
-    tasks_per_slice: int  # images of one slice in flight at once
+    tasks_per_slice: int  # images of one slice in flight at most (bytes permitting)
     max_pixels: int
 
 
@@ -94,16 +95,18 @@ class SliceRun:
         while (url := await self._urls.get()) is not None and not self.stopped:
             self.in_flight.add(url)
             try:
-                record = await self._produce(url)
+                # The body stays counted in the byte budget until it is compressed.
+                async with self._p.fetcher.hold() as held:
+                    record = await self._produce(url, held)
             finally:
                 self.in_flight.discard(url)
             metrics.record_image(record)
             await self._recorder.add(record)
 
-    async def _produce(self, url: str) -> ImageRecord:
+    async def _produce(self, url: str, held: Held) -> ImageRecord:
         try:
             with metrics.FETCH_SECONDS.time():
-                data = await self._p.fetcher.fetch(url)
+                data = await self._p.fetcher.fetch(url, held)
         except FetchError as exc:
             return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message)
         name = image_name(self._job.id, url, self._options.format.extension)
