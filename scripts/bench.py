@@ -9,8 +9,11 @@ Every section prints into one table:
   between two ceiling runs; the median round is shown.
 - upload: a 100,000-row CSV: time to the 202, the latency of other requests during the
   upload, and the service's peak memory while that job runs.
+- latency: images/s with the image hosts 50 ms to 1 s away, one host or ten, as a share
+  of the same job from loopback (bench_latency.py).
 
-    python scripts/bench.py [--only service,upload] [--images 600] [--rounds 3] [--rows 100000]
+    python scripts/bench.py [--only service,upload,latency] [--images 600] [--rounds 3]
+                            [--rows 100000]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from PIL import Image
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_latency import latency
 from benchkit import Bench, ImageHost, Row, Section, Server, free_port, percentile, poll, upload
 from sample_host import DISTINCT, photo, products_csv
 
@@ -167,6 +171,7 @@ async def large_upload(bench: Bench) -> list[Row]:
 SECTIONS: dict[str, Section] = {
     "service": service,
     "upload": large_upload,
+    "latency": latency,
 }
 
 

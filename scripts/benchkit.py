@@ -47,20 +47,23 @@ class ImageHost(asyncio.Protocol):
     files with sendfile, cost 1.4-1.8 ms of CPU per image; this costs about 0.3 ms.
     """
 
-    def __init__(self, answers: list[bytes]) -> None:
+    def __init__(self, answers: list[bytes], delay: float) -> None:
         self._answers = answers
+        self._delay = delay
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
     @classmethod
-    async def start(cls, bodies: list[bytes]) -> tuple[asyncio.Server, str]:
+    async def start(cls, bodies: list[bytes], delay: float = 0.0) -> tuple[asyncio.Server, str]:
+        """Serve `bodies`, each answer sent `delay` seconds after its request (a far host:
+        the network's round trip and the host's own time, before the first byte)."""
         answers = [
             b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b"
             % (len(body), body)
             for body in bodies
         ]
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: cls(answers), "127.0.0.1", 0)
+        server = await loop.create_server(lambda: cls(answers, delay), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         return server, f"http://127.0.0.1:{port}"
 
@@ -74,9 +77,16 @@ class ImageHost(asyncio.Protocol):
             head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
             match = REQUEST.match(head)
             number = int(match[1]) if match else None
-            self._transport.write(
-                NOT_FOUND if number is None else self._answers[number % len(self._answers)]
-            )
+            answer = NOT_FOUND if number is None else self._answers[number % len(self._answers)]
+            if self._delay:
+                asyncio.get_running_loop().call_later(self._delay, self._send, answer)
+            else:
+                self._transport.write(answer)
+
+    def _send(self, answer: bytes) -> None:
+        assert self._transport is not None
+        if not self._transport.is_closing():
+            self._transport.write(answer)
 
 
 class Server:
