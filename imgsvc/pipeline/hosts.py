@@ -12,20 +12,19 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-# Seconds an image waits for a paused host at most. Rate limits count per second or per
-# minute, so a longer Retry-After asks for hours or days: a quota spent or a host gone,
-# which waiting would only hide. Twice a minute, and images fail as what it is.
+# Seconds an image waits for a paused host at most: two windows of a per-minute rate
+# limit. A longer Retry-After asks for hours (a quota spent, a host being moved), which
+# waiting would only hide: the host's images fail instead, naming the time it gave.
 LONGEST_PAUSE = 120.0
 
 Host = tuple[str, int]  # a URL's host name and port: a server, as far as politeness goes
 
 
 class HostPaused(Exception):
-    """The host asked for a pause longer than an image waits; `until` is its epoch time."""
+    """The host asked for a pause longer than an image waits (LONGEST_PAUSE)."""
 
     def __init__(self, host: Host, seconds: float) -> None:
-        self.until = time.time() + seconds
-        moment = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.until))
+        moment = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + seconds))
         super().__init__(
             f"{host[0]} asked for no requests until {moment} (Retry-After), longer than "
             f"the {LONGEST_PAUSE:g} s an image waits for its host"
