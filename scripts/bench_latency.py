@@ -66,7 +66,7 @@ class Measured:
 
 
 async def measure(bench: Bench, run: Run, label: str) -> Measured:
-    started = [await ImageHost.start(bench.bodies, run.delay) for _ in range(run.hosts)]
+    started = [await ImageHost.start(bench.bodies, delay=run.delay) for _ in range(run.hosts)]
     server = Server(bench.folder / label, free_port(), dict(run.env))
     peaks = {"imgsvc_downloads_in_flight": 0.0, "imgsvc_fetch_bytes_in_flight": 0.0}
     try:

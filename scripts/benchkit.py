@@ -54,7 +54,7 @@ class ImageHost(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     @classmethod
-    async def start(cls, bodies: list[bytes], delay: float = 0.0) -> tuple[asyncio.Server, str]:
+    async def start(cls, bodies: list[bytes], *, delay: float = 0.0) -> tuple[asyncio.Server, str]:
         """Serve `bodies`, each answer sent `delay` seconds after its request (a far host:
         the network's round trip and the host's own time, before the first byte)."""
         answers = [
