@@ -121,7 +121,13 @@ def _fetcher(settings: Settings) -> Fetcher:
         max_redirects=settings.max_redirects,
         retries=settings.fetch_retries,
     )
-    return Fetcher(settings.address_policy, limits, settings.fetch_concurrency)
+    return Fetcher(
+        settings.address_policy,
+        limits,
+        concurrency=settings.fetch_concurrency,
+        per_host=settings.fetch_per_host,
+        bytes_in_flight=settings.fetch_bytes,
+    )
 
 
 def _pipeline(

@@ -120,7 +120,9 @@ def _add_serve(commands: Any) -> None:
     flag("--job-workers", type=int, help="jobs run at once [IMGSVC_JOB_WORKERS] (4)")
     flag("--cpu-workers", type=int, help="Pillow threads [IMGSVC_CPU_WORKERS] (cores)")
     flag("--fetch-concurrency", type=int,
-         help="downloads in flight [IMGSVC_FETCH_CONCURRENCY] (32)")  # fmt: skip
+         help="downloads in flight at most [IMGSVC_FETCH_CONCURRENCY] (256)")  # fmt: skip
+    flag("--fetch-per-host", type=int,
+         help="connections to one image host [IMGSVC_FETCH_PER_HOST] (8)")  # fmt: skip
     flag("--allow-private-urls", action="store_true", default=None,
          help="fetch from private and loopback addresses, for development "
               "[IMGSVC_ALLOW_PRIVATE_URLS]")  # fmt: skip
@@ -145,6 +147,7 @@ def _serve(args: argparse.Namespace) -> None:
         job_workers=args.job_workers,
         cpu_workers=args.cpu_workers,
         fetch_concurrency=args.fetch_concurrency,
+        fetch_per_host=args.fetch_per_host,
         allow_private_urls=args.allow_private_urls,
     )
     try:

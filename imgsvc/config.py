@@ -47,7 +47,9 @@ class Settings:
     allow_private_urls: bool = False
     allow_networks: tuple[Network, ...] = ()
     jpeg_quality: int = 50
-    fetch_concurrency: int = 32
+    fetch_concurrency: int = 256  # downloads in flight at most; fewer when bytes run out
+    fetch_per_host: int = 8  # connections to one image host at most
+    fetch_bytes: int = 64 * MIB  # image bodies held at once, downloading or compressing
     cpu_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     job_workers: int = 4
     max_upload_bytes: int = 50 * MIB
@@ -95,6 +97,7 @@ class Settings:
             raise SettingsError("IMGSVC_JPEG_QUALITY must be between 1 and 95")
         for name in (
             "fetch_concurrency",
+            "fetch_per_host",
             "cpu_workers",
             "job_workers",
             "max_upload_bytes",
@@ -105,6 +108,11 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"IMGSVC_{name.upper()} must be at least 1")
+        if self.fetch_bytes < self.max_image_bytes:
+            raise SettingsError(
+                "IMGSVC_FETCH_BYTES must be at least IMGSVC_MAX_IMAGE_BYTES "
+                "(room for one image of the largest size)"
+            )
         if self.fetch_timeout <= 0:
             raise SettingsError("IMGSVC_FETCH_TIMEOUT must be positive")
         if self.lease_seconds < 2:  # leases are renewed twice a second

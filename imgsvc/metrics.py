@@ -43,6 +43,13 @@ COMPRESS_SECONDS = Histogram(
     "imgsvc_compress_seconds", "Time to decode, re-encode and write one image.",
     buckets=DURATION_BUCKETS,
 )  # fmt: skip
+FETCH_BYTES_IN_FLIGHT = Gauge(
+    "imgsvc_fetch_bytes_in_flight",
+    "Bytes of image bodies held from download to compressed, at most IMGSVC_FETCH_BYTES.",
+)
+DOWNLOADS_IN_FLIGHT = Gauge(
+    "imgsvc_downloads_in_flight", "Image requests sent and not yet answered in full."
+)
 WEBHOOK_ATTEMPTS = Counter(
     "imgsvc_webhook_attempts",
     "Webhook delivery attempts, by outcome: `delivered`, `failed` (will retry), `gave_up`.",

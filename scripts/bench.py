@@ -14,6 +14,8 @@ Every section prints into one table:
   process's event loop would saturate (scripts/bench_growth.py).
 - processes: the same job on SQLite, then on PostgreSQL and a bucket shared by 1, 2 and 3
   processes, and the statements PostgreSQL runs per image (bench_processes.py).
+- latency: images/s with the image hosts 50 ms to 1 s away, one host or ten, as a share
+  of the same job from loopback (bench_latency.py).
 
     python scripts/bench.py [--only service,upload,growth] [--images 600] [--rounds 3]
         [--rows 100000]
@@ -40,6 +42,7 @@ from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_growth import growth
+from bench_latency import latency
 from bench_processes import processes
 from bench_rerun import rerun
 from bench_sizes import sizes
@@ -133,6 +136,7 @@ SECTIONS: dict[str, Section] = {
     "growth": growth,
     "largest": largest,
     "processes": processes,
+    "latency": latency,
 }
 
 

@@ -53,16 +53,20 @@ class ImageHost(asyncio.Protocol):
     files with sendfile, cost 1.4-1.8 ms of CPU per image; this costs about 0.3 ms.
     """
 
-    def __init__(self, answers: list[bytes], answered: Counter[int]) -> None:
+    def __init__(self, answers: list[bytes], answered: Counter[int], delay: float) -> None:
         self._answers = answers
         self._answered = answered
+        self._delay = delay
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
     @classmethod
     async def start(
-        cls, bodies: list[bytes], answered: Counter[int] | None = None
+        cls, bodies: list[bytes], answered: Counter[int] | None = None, *, delay: float = 0.0
     ) -> tuple[asyncio.Server, str]:
+        """Serve `bodies`, counting answers by status in `answered`, each answer sent
+        `delay` seconds after its request (a far host: the network's round trip and the
+        host's own time, before the first byte)."""
         answers = [
             b'HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nETag: "%d"\r\n'
             b"Content-Length: %d\r\n\r\n%b" % (number, len(body), body)
@@ -70,7 +74,7 @@ class ImageHost(asyncio.Protocol):
         ]
         counts = Counter[int]() if answered is None else answered
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: cls(answers, counts), "127.0.0.1", 0)
+        server = await loop.create_server(lambda: cls(answers, counts, delay), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         return server, f"http://127.0.0.1:{port}"
 
@@ -85,16 +89,28 @@ class ImageHost(asyncio.Protocol):
             match = REQUEST.match(head)
             if match is None:
                 self._answered[404] += 1
-                self._transport.write(NOT_FOUND)
+                self._send(NOT_FOUND)
                 continue
             number = int(match[1]) % len(self._answers)
             known = IF_NONE_MATCH.search(head)
             if known and int(known[1]) == number:
                 self._answered[304] += 1
-                self._transport.write(NOT_MODIFIED % number)
+                self._send(NOT_MODIFIED % number)
             else:
                 self._answered[200] += 1
-                self._transport.write(self._answers[number])
+                self._send(self._answers[number])
+
+    def _send(self, answer: bytes) -> None:
+        """Write `answer` now, or `delay` seconds from now."""
+        if self._delay:
+            asyncio.get_running_loop().call_later(self._delay, self._write, answer)
+        else:
+            self._write(answer)
+
+    def _write(self, answer: bytes) -> None:
+        assert self._transport is not None
+        if not self._transport.is_closing():
+            self._transport.write(answer)
 
 
 class Server:

@@ -1,16 +1,22 @@
-"""Downloading one image: guarded, capped in size and time, redirects checked hop by hop;
+"""Downloading one image: guarded, capped in size and time, redirects checked hop by hop,
+each hop in a turn of its host (hosts.py), its body counted in the byte budget (budget.py);
 conditional when the validators of an earlier download are known."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
+from .. import metrics
 from ..models import Validators
+from .budget import ByteBudget, Held
+from .hosts import HostGate, HostPaused
 from .netguard import AddressPolicy, BlockedAddressError, blocked_cause, refuse_numeric_spelling
 from .outbound import guarded_session, parse_retry_after
 
@@ -28,13 +34,15 @@ class FetchError(Exception):
         self.code = code
         self.message = message
         self.transient = transient
-        self.retry_after: float | None = None
+        self.host_paused = False  # the host was paused for its Retry-After: no backoff
 
 
 @dataclass(frozen=True)
 class FetchLimits:
     max_bytes: int
-    timeout: float  # for the whole fetch of one URL, retries and redirects included
+    # For the whole fetch of one URL, retries and redirects included; time spent waiting
+    # for a turn of the host, a download slot or room in the byte budget is not counted.
+    timeout: float
     max_redirects: int
     retries: int
     stall_timeout: float = 10.0  # no byte for this long ends one attempt (and is retried)
@@ -50,9 +58,21 @@ class Download:
 
 
 class Fetcher:
-    """Fetches URLs through one session of its own, at most `concurrency` at a time."""
+    """Fetches URLs through one session of its own: `concurrency` requests at most at
+    once, `per_host` to any one host (hosts.py), and bodies held to `bytes_in_flight`
+    bytes (budget.py)."""
 
-    def __init__(self, policy: AddressPolicy, limits: FetchLimits, concurrency: int) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        limits: FetchLimits,
+        *,
+        concurrency: int,
+        per_host: int,
+        bytes_in_flight: int,
+    ) -> None:
+        if bytes_in_flight < limits.max_bytes:
+            raise ValueError("bytes in flight must hold at least one image of the largest size")
         self._session = guarded_session(
             policy,
             concurrency,
@@ -62,62 +82,139 @@ class Fetcher:
         self._limits = limits
         self._slots = asyncio.Semaphore(concurrency)
         self.policy = policy  # the addresses it connects to
+        self._hosts = HostGate(per_host)
+        self._budget = ByteBudget(bytes_in_flight, limits.max_bytes)
 
     async def close(self) -> None:
         await self._session.close()
 
-    async def fetch(self, url: str, known: Validators = UNKNOWN) -> Download:
+    def hold(self) -> Held:
+        """Where a body's bytes are counted: pass it to `fetch`, and end its block once
+        the body is no longer needed."""
+        return self._budget.hold()
+
+    async def fetch(
+        self, url: str, known: Validators = UNKNOWN, held: Held | None = None
+    ) -> Download:
         """The body of `url`, or FetchError saying why not. With `known` validators the
-        request is conditional, and an unchanged image comes without a body."""
+        request is conditional, and an unchanged image comes without a body. The body's
+        bytes stay counted in `held` (by default only while it downloads)."""
+        if held is None:
+            async with self.hold() as own:
+                return await self.fetch(url, known, own)
         try:
-            async with asyncio.timeout(self._limits.timeout):
-                return await self._with_retries(url, known)
+            async with asyncio.timeout(self._limits.timeout) as clock:
+                return await self._with_retries(_parse_url(url), known, held, clock)
         except TimeoutError:
+            held.release()
             raise FetchError(
                 "timeout", f"the download took longer than {self._limits.timeout:g} s"
             ) from None
 
-    async def _with_retries(self, url: str, known: Validators) -> Download:
+    async def _with_retries(
+        self, url: URL, known: Validators, held: Held, clock: asyncio.Timeout
+    ) -> Download:
         for attempt in range(self._limits.retries + 1):
             try:
-                async with self._slots:
-                    return await self._follow(_parse_url(url), known)
+                return await self._follow(url, known, held, clock)
             except FetchError as exc:
+                held.release()
                 if not exc.transient or attempt == self._limits.retries:
                     raise
-                await asyncio.sleep(_backoff(attempt, exc.retry_after))
+                if not exc.host_paused:  # else the next turn of the host waits
+                    await asyncio.sleep(_backoff(attempt))
         raise AssertionError("unreachable")
 
-    async def _follow(self, url: URL, known: Validators) -> Download:
+    async def _follow(
+        self, url: URL, known: Validators, held: Held, clock: asyncio.Timeout
+    ) -> Download:
         headers = _conditions(known)
         for _ in range(self._limits.max_redirects + 1):
             _check_url(url)
+            answer = await self._hop(url, headers, known, held, clock)
+            if isinstance(answer, Download):
+                return answer
+            url = answer
+        raise FetchError("http_error", f"more than {self._limits.max_redirects} redirects")
+
+    async def _hop(
+        self,
+        url: URL,
+        headers: dict[str, str],
+        known: Validators,
+        held: Held,
+        clock: asyncio.Timeout,
+    ) -> Download | URL:
+        """One request, in a turn of its host: what it got, or where it redirects to."""
+        async with self._turn(url, held, clock):
             try:
                 async with self._session.get(
                     url, allow_redirects=False, headers=headers
                 ) as response:
                     if response.status in REDIRECTS and "Location" in response.headers:
-                        url = url.join(_parse_url(response.headers["Location"]))
-                        continue
+                        return url.join(_parse_url(response.headers["Location"]))
                     if headers and response.status == NOT_MODIFIED:
+                        await held.fit(0)  # no body
                         return Download(None, _validators(response) or known)
-                    _check_status(response)
-                    body = await self._read(response)
+                    self._check_status(url, response)
+                    body = await self._read(response, held, clock)
                     return Download(body, _validators(response) or UNKNOWN)
             except aiohttp.ClientError as exc:
                 raise _client_error(exc) from exc
-        raise FetchError("http_error", f"more than {self._limits.max_redirects} redirects")
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+    @asynccontextmanager
+    async def _turn(self, url: URL, held: Held, clock: asyncio.Timeout) -> AsyncIterator[None]:
+        """Wait, untimed, for a turn of `url`'s host, a download slot and room for a body
+        like the last ones; hold the turn and the slot while inside."""
+        async with AsyncExitStack() as stack:
+            with _untimed(clock):
+                try:
+                    await stack.enter_async_context(self._hosts.turn(url))
+                except HostPaused as exc:
+                    raise FetchError("http_error", str(exc)) from None
+                await stack.enter_async_context(self._slots)
+                await held.fit(max(held.size, round(self._budget.estimate)))
+            metrics.DOWNLOADS_IN_FLIGHT.inc()
+            stack.callback(metrics.DOWNLOADS_IN_FLIGHT.dec)
+            yield
+
+    def _check_status(self, url: URL, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        if 200 <= status < 300:
+            return
+        reason = response.reason or ""
+        error = FetchError(
+            "http_error",
+            f"the server answered HTTP {status} {reason}".rstrip(),
+            transient=status == 429 or status >= 500,
+        )
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+        if error.transient and wait is not None:
+            # The whole host is asked to wait, not only this image: every image of it waits
+            # for the same moment, and one that would wait too long fails (hosts.py).
+            self._hosts.pause(url, wait)
+            error.host_paused = True
+        raise error
+
+    async def _read(
+        self, response: aiohttp.ClientResponse, held: Held, clock: asyncio.Timeout
+    ) -> bytes:
         limit = self._limits.max_bytes
-        if response.content_length is not None and response.content_length > limit:
-            raise FetchError("too_large", _too_large(limit, response.content_length))
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            raise FetchError("too_large", _too_large(limit, declared))
+        # A compressed body is counted after decompression: it may weigh up to the limit.
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        with _untimed(clock):
+            await held.fit(limit if declared is None or encoded else declared)
         chunks, size = [], 0
         async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > limit:
                 raise FetchError("too_large", _too_large(limit))
             chunks.append(chunk)
+        self._budget.learn(size)
+        await held.fit(size)
         return b"".join(chunks)
 
 
@@ -135,6 +232,20 @@ def _validators(response: aiohttp.ClientResponse) -> Validators | None:
     """The validators the host sent with this answer, None if it sent none."""
     etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
     return None if etag is None and modified is None else Validators(etag, modified)
+
+
+@contextmanager
+def _untimed(clock: asyncio.Timeout) -> Iterator[None]:
+    """Time spent inside does not count against `clock`: waiting for our own turn is not
+    the download taking long."""
+    loop = asyncio.get_running_loop()
+    deadline, started = clock.when(), loop.time()
+    clock.reschedule(None)
+    try:
+        yield
+    finally:
+        if deadline is not None:
+            clock.reschedule(deadline + loop.time() - started)
 
 
 def _parse_url(text: str) -> URL:
@@ -157,20 +268,6 @@ def _check_url(url: URL) -> None:
         raise FetchError("blocked_address", str(exc)) from None
 
 
-def _check_status(response: aiohttp.ClientResponse) -> None:
-    status = response.status
-    if 200 <= status < 300:
-        return
-    reason = response.reason or ""
-    error = FetchError(
-        "http_error",
-        f"the server answered HTTP {status} {reason}".rstrip(),
-        transient=status == 429 or status >= 500,
-    )
-    error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    raise error
-
-
 def _client_error(exc: aiohttp.ClientError) -> FetchError:
     blocked = blocked_cause(exc)
     if blocked is not None:
@@ -188,9 +285,8 @@ def _client_error(exc: aiohttp.ClientError) -> FetchError:
     return FetchError("connect_error", f"the connection failed: {exc}", transient=True)
 
 
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    base = retry_after if retry_after is not None else 0.5 * 2**attempt
-    return min(base, 10.0) * random.uniform(0.8, 1.2)
+def _backoff(attempt: int) -> float:
+    return 0.5 * 2.0**attempt * random.uniform(0.8, 1.2)
 
 
 def _too_large(limit: int, declared: int | None = None) -> str:

@@ -18,6 +18,7 @@ from ..db import Database
 from ..models import EarlierOutput, ImageRecord, ImageStatus, Job, Rendition, Validators
 from ..storage import Storage, image_name, output_names
 from . import compress
+from .budget import Held
 from .fetch import UNKNOWN, Download, Fetcher, FetchError
 from .finish import StorageFailure
 from .refusals import Refusals
@@ -36,7 +37,7 @@ class Pipeline:
     storage: Storage
     fetcher: Fetcher
     pool: ThreadPoolExecutor  # Pillow and file writes; its size bounds the CPU work
-    tasks_per_slice: int  # images of one slice in flight at once
+    tasks_per_slice: int  # images of one slice in flight at most (bytes permitting)
     max_pixels: int
 
 
@@ -126,20 +127,22 @@ class SliceRun:
             url, earlier = taken
             self.in_flight.add(url)
             try:
-                produced = await self._produce(url, earlier)
+                # The body stays counted in the byte budget until it is compressed.
+                async with self._p.fetcher.hold() as held:
+                    produced = await self._produce(url, earlier, held)
             finally:
                 self.in_flight.discard(url)
             metrics.record_image(produced.record)
             await self._recorder.add(produced)
 
-    async def _produce(self, url: str, earlier: EarlierOutput | None) -> Produced:
+    async def _produce(self, url: str, earlier: EarlierOutput | None, held: Held) -> Produced:
         name = image_name(self._job.id, url, self._options.format.extension)
         try:
-            download = await self._fetch(url, earlier.validators if earlier else UNKNOWN)
+            download = await self._fetch(url, earlier.validators if earlier else UNKNOWN, held)
             if download.body is None and earlier is not None:  # unchanged, says the host
                 if reused := await self._reuse(earlier, name, download.validators):
                     return reused
-                download = await self._fetch(url, UNKNOWN)  # the earlier output is gone
+                download = await self._fetch(url, UNKNOWN, held)  # the earlier output is gone
         except FetchError as exc:
             return Produced(ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message))
         data = download.body
@@ -157,9 +160,9 @@ class SliceRun:
             return Produced(record)
         return Produced(record, EarlierOutput(download.validators, digest, record))
 
-    async def _fetch(self, url: str, known: Validators) -> Download:
+    async def _fetch(self, url: str, known: Validators, held: Held) -> Download:
         with metrics.FETCH_SECONDS.time():
-            return await self._p.fetcher.fetch(url, known)
+            return await self._p.fetcher.fetch(url, known, held)
 
     async def _reuse(
         self, earlier: EarlierOutput, name: str, validators: Validators

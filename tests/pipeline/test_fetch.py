@@ -32,7 +32,7 @@ async def host() -> AsyncIterator[ImageHost]:
 
 @pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
-    fetcher = Fetcher(POLICY, LIMITS, concurrency=10)
+    fetcher = Fetcher(POLICY, LIMITS, concurrency=10, per_host=10, bytes_in_flight=1_000_000)
     yield fetcher
     await fetcher.close()
 
@@ -88,7 +88,13 @@ async def test_cookies_a_host_sets_are_never_sent_back(image_host: ImageHost) ->
 
     # By name: aiohttp's default jar ignores cookies from IP addresses anyway.
     url = image_host.route("/tracking.jpg", tracking).replace("127.0.0.1", "localhost")
-    fetcher = Fetcher(AddressPolicy(allow_private=True), LIMITS, concurrency=1)
+    fetcher = Fetcher(
+        AddressPolicy(allow_private=True),
+        LIMITS,
+        concurrency=1,
+        per_host=1,
+        bytes_in_flight=100_000,
+    )
     try:
         assert (await fetcher.fetch(url)).body == body
         assert (await fetcher.fetch(url)).body == body

@@ -65,7 +65,9 @@ async def test_a_job_of_refused_urls_fails_each_image_as_its_download_would(
     assert listener.connections == 0
 
     limits = FetchLimits(max_bytes=1000, timeout=5, max_redirects=0, retries=0)
-    fetcher = Fetcher(settings.address_policy, limits, concurrency=5)
+    fetcher = Fetcher(
+        settings.address_policy, limits, concurrency=5, per_host=5, bytes_in_flight=1000
+    )
     try:
         expected = {url: await download_error(fetcher, url) for url in urls[:10]}
     finally:
