@@ -9,6 +9,8 @@ Every section prints into one table:
   between two ceiling runs; the median round is shown.
 - upload: a 100,000-row CSV: time to the 202, the latency of other requests during the
   upload, and the service's peak memory while that job runs.
+- watchers: a job watched by 300 event streams and 20 pollers against the same job
+  unwatched, and 1,000 status polls a second (scripts/bench_watchers.py).
 
     python scripts/bench.py [--only service,upload] [--images 600] [--rounds 3] [--rows 100000]
 """
@@ -34,6 +36,7 @@ from PIL import Image
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_watchers import watchers
 from benchkit import Bench, ImageHost, Row, Section, Server, free_port, percentile, poll, upload
 from sample_host import DISTINCT, photo, products_csv
 
@@ -167,6 +170,7 @@ async def large_upload(bench: Bench) -> list[Row]:
 SECTIONS: dict[str, Section] = {
     "service": service,
     "upload": large_upload,
+    "watchers": watchers,
 }
 
 
