@@ -41,18 +41,35 @@ def sse(event: str, data: Any) -> bytes:
     return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=event, sep=SEP).encode()
 
 
-# Every stream on a job is handed the same read of it (JobWatchers), so each read is
-# turned into an event once, not once per stream: 300 streams cost one encoding.
+class Read:
+    """A job as JobWatchers read it, as a cache key. Every stream on a job is handed the
+    same object for a read, so it is compared by identity: hashing a whole Job would cost
+    about what the cache saves, and fail on any field that cannot be hashed."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Job) -> None:
+        self.job = job  # held, so no other object takes its id while it is cached
+
+    def __hash__(self) -> int:
+        return id(self.job)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Read) and other.job is self.job
+
+
+# Each read of a watched job is turned into its events once, not once per stream on it
+# (26 us a stream per read here): 300 streams on a job cost one encoding.
 @lru_cache(maxsize=WATCHED_JOBS)
-def progress_event(job: Job) -> bytes:
-    """The `progress` event of the job as read: its status object."""
-    return sse("progress", status_object(job))
+def progress_event(read: Read) -> bytes:
+    """The `progress` event of a read: the job's status object."""
+    return sse("progress", status_object(read.job))
 
 
 @lru_cache(maxsize=WATCHED_JOBS)
-def done_event(job: Job) -> bytes:
+def done_event(read: Read) -> bytes:
     """The `done` event of the ended job: its status object and the links to the results."""
-    return sse("done", status_object(job) | links(job))
+    return sse("done", status_object(read.job) | links(read.job))
 
 
 async def progress_events(
@@ -67,7 +84,8 @@ async def progress_events(
         if job is None:  # removed while watched (retention)
             yield sse("error", {"detail": "the request id was not found", "code": "not_found"})
             return
-        event = progress_event(job)
+        read = Read(job)
+        event = progress_event(read)
         if event != last:
             yield event
             last, quiet = event, 0.0
@@ -75,7 +93,7 @@ async def progress_events(
             yield KEEPALIVE_COMMENT
             quiet = 0.0
         if job.status.terminal:
-            yield done_event(job)
+            yield done_event(read)
             return
         quiet += interval
 

@@ -110,6 +110,18 @@ async def test_the_stream_is_plain_event_stream_lines(
     assert "\r" not in body, "lines end in LF, as they always have"
 
 
+async def test_streams_on_two_jobs_at_once_each_see_their_own_job(
+    service: Service, image_host: ImageHost
+) -> None:
+    answers = [(await service.upload(await slow_csv(image_host, 3)))[1] for _ in range(2)]
+    streams = await asyncio.gather(
+        *(read_events(service, answer["request_id"]) for answer in answers for _ in range(3))
+    )
+    for n, stream in enumerate(streams):
+        assert {data["request_id"] for _, data in stream} == {answers[n // 3]["request_id"]}
+        assert stream[-1][0] == "done"
+
+
 async def test_head_of_a_running_job_s_events_does_not_hold_the_connection(
     service: Service, image_host: ImageHost
 ) -> None:
