@@ -46,11 +46,19 @@ class Connections:
 
     async def get(self, path: str) -> tuple[int, bytes]:
         """The status code and body of GET `path`."""
-        if self._idle:
+        while self._idle:
             reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            self.opened += 1
+            try:
+                return await self._get(reader, writer, path)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()  # closed by the server after its keep-alive timeout
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened += 1
+        return await self._get(reader, writer, path)
+
+    async def _get(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+    ) -> tuple[int, bytes]:
         writer.write(b"GET %b HTTP/1.1\r\nHost: bench\r\n\r\n" % path.encode())
         head = await reader.readuntil(b"\r\n\r\n")
         length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
@@ -91,6 +99,22 @@ class Run:
     events: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Watchers:
+    """Who watches a job in part (a)."""
+
+    name: str
+    streams: int
+    pollers: int
+
+
+UNWATCHED = Watchers("unwatched", 0, 0)
+WATCHED = (
+    Watchers(f"{STREAMS} event streams", STREAMS, 0),
+    Watchers(f"{STREAMS} event streams + {POLLERS} pollers", STREAMS, POLLERS),
+)
+
+
 def job_seconds(status: dict[str, Any]) -> float:
     """The job's own time from its creation to its end, as the service recorded them."""
     created, ended = (datetime.fromisoformat(status[k]) for k in ("created_at", "completed_at"))
@@ -98,8 +122,10 @@ def job_seconds(status: dict[str, Any]) -> float:
 
 
 async def run_job(
-    server: Server, client: aiohttp.ClientSession, csv: bytes, images: int, watched: bool
+    server: Server, client: aiohttp.ClientSession, csv: bytes, images: int, watchers: Watchers
 ) -> Run:
+    """Run the job with `watchers` on it from its 202 to its end (and one client polling
+    every 50 ms in every run, to see the end)."""
     connections = Connections(server.url)
     cpu, own, start = server.cpu_seconds()[0], time.process_time(), time.perf_counter()
     answer = await upload(client, server.url, csv)
@@ -117,8 +143,8 @@ async def run_job(
                 ended.set()
             await asyncio.sleep(pause)
 
-    streams = [connections.stream(f"/api/events/{job}") for _ in range(STREAMS if watched else 0)]
-    pollers = [poller(POLL_EVERY) for _ in range(POLLERS if watched else 0)]
+    streams = [connections.stream(f"/api/events/{job}") for _ in range(watchers.streams)]
+    pollers = [poller(POLL_EVERY) for _ in range(watchers.pollers)]
     events, _ = await asyncio.gather(
         asyncio.gather(*streams), asyncio.gather(poller(0.05), *pollers)
     )
@@ -182,54 +208,56 @@ async def watchers(bench: Bench) -> list[Row]:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
             await server.ready(client)
-            alone = [await run_job(server, client, csv, images, watched=False)]
-            watched: list[Run] = []
+            alone = [await run_job(server, client, csv, images, UNWATCHED)]
+            runs: dict[Watchers, list[Run]] = {w: [] for w in WATCHED}
             for _ in range(rounds):
-                watched.append(await run_job(server, client, csv, images, watched=True))
-                alone.append(await run_job(server, client, csv, images, watched=False))
+                for watchers in WATCHED:
+                    runs[watchers].append(await run_job(server, client, csv, images, watchers))
+                alone.append(await run_job(server, client, csv, images, UNWATCHED))
             async with client.get(server.url + "/api/jobs?limit=50") as response:
                 jobs = [j["request_id"] for j in (await response.json())["jobs"]]
         polls = await steady_polls(server, jobs)
     finally:
         server.stop()
-    ratios = [
-        w.rate / ((a.rate + b.rate) / 2) for w, a, b in zip(watched, alone, alone[1:], strict=False)
-    ]
-    middle = sorted(range(rounds), key=lambda n: ratios[n])[rounds // 2]
-    seen = [e for w in watched for e in w.events]
-    latencies = [x for w in watched for x in w.latencies]
-    cpu_alone = 1000 * statistics.mean(a.cpu for a in alone) / images
-    cpu_watched = 1000 * statistics.mean(w.cpu for w in watched) / images
-    # What watching adds, per second: the service's CPU beyond what the job itself takes.
-    added = statistics.mean((w.cpu - cpu_alone * images / 1000) / w.wall for w in watched)
-    rate_of_polls = statistics.mean(len(r.latencies) / r.wall for r in watched) - statistics.mean(
-        len(r.latencies) / r.wall for r in alone
-    )
-    polls_added = rate_of_polls * polls["cpu"] / 1000
-    own = statistics.mean(w.own_cpu / w.wall for w in watched)
+    cpu_alone = statistics.mean(a.cpu for a in alone) / images  # seconds per image
+    rows = [
+        (f"{images}-image job unwatched: images/s (median of {len(alone)}), service CPU a image",
+         f"{statistics.median(a.rate for a in alone):.1f}, {1000 * cpu_alone:.1f} ms"),
+    ]  # fmt: skip
+    for watchers, watched in runs.items():
+        rows += watched_rows(watchers, watched, alone, cpu_alone * images)
     return [
-        (f"{images}-image job unwatched, images/s (median of {len(alone)})",
-         f"{statistics.median(a.rate for a in alone):.1f}"),
-        (f"the same with {STREAMS} event streams + {POLLERS} pollers every "
-         f"{1000 * POLL_EVERY:.0f} ms, images/s (median of {rounds})",
-         f"{statistics.median(w.rate for w in watched):.1f}"),
-        ("watched / unwatched (each round)",
-         f"{100 * ratios[middle]:.0f}% ({', '.join(f'{100 * r:.0f}%' for r in ratios)})"),
-        ("GET /api/status while watched, p50 / p99",
-         f"{percentile(latencies, 0.5):.1f} / {percentile(latencies, 0.99):.1f} ms"),
-        ("progress events per stream before done, min / mean", f"{min(seen)} / "
-         f"{statistics.mean(seen):.1f}"),
-        ("service CPU ms per image: unwatched / watched", f"{cpu_alone:.1f} / {cpu_watched:.1f}"),
-        ("service CPU watching adds, share of a core (of it the pollers, at (b)'s cost a poll)",
-         f"{100 * added:.0f}% ({100 * polls_added:.0f}%)"),
-        ("bench process CPU while watched (image host and client), share of a core",
-         f"{100 * own:.0f}%"),
+        *rows,
         (f"GET /api/status at {RATE}/s for {SECONDS:.0f} s (open loop): achieved",
          f"{polls['rate']:.0f}/s on {polls['connections']:.0f} connections"),
         ("the same, p50 / p99 from the scheduled time",
          f"{polls['p50']:.1f} / {polls['p99']:.1f} ms"),
-        ("the same, service CPU per request (of it event loop), share of a core",
+        ("the same, service CPU a request (of it event loop), share of a core",
          f"{polls['cpu']:.2f} ({polls['loop_cpu']:.2f}) ms, {polls['service_share']:.0f}%"),
-        ("the same, client CPU per request, share of a core",
+        ("the same, client CPU a request, share of a core",
          f"{polls['client_cpu']:.2f} ms, {polls['client_share']:.0f}%"),
+    ]  # fmt: skip
+
+
+def watched_rows(watchers: Watchers, watched: list[Run], alone: list[Run], cpu: float) -> list[Row]:
+    """The rows of one kind of watched run: its rate against the unwatched runs on either
+    side (the median round, then each), what watching adds to the service's CPU per
+    second, the status latency and what the streams saw."""
+    ratios = [
+        w.rate / ((a.rate + b.rate) / 2) for w, a, b in zip(watched, alone, alone[1:], strict=False)
+    ]
+    middle = sorted(ratios)[len(ratios) // 2]
+    added = statistics.mean((w.cpu - cpu) / w.wall for w in watched)
+    own = statistics.mean(w.own_cpu / w.wall for w in watched)
+    seen = [e for w in watched for e in w.events]
+    latencies = [x for w in watched for x in w.latencies]
+    return [
+        (f"with {watchers.name}: images/s (median), of unwatched (each round)",
+         f"{statistics.median(w.rate for w in watched):.1f}, {100 * middle:.0f}% "
+         f"({', '.join(f'{100 * r:.0f}%' for r in ratios)})"),
+        ("  service CPU watching adds / bench process CPU (image host, client), share of a core",
+         f"{100 * added:.1f}% / {100 * own:.0f}%"),
+        ("  GET /api/status p50 / p99; progress events a stream, min / mean",
+         f"{percentile(latencies, 0.5):.1f} / {percentile(latencies, 0.99):.1f} ms; "
+         f"{min(seen, default=0)} / {statistics.mean(seen or [0]):.1f}"),
     ]  # fmt: skip
