@@ -16,6 +16,8 @@ Every section prints into one table:
   processes, and the statements PostgreSQL runs per image (bench_processes.py).
 - latency: images/s with the image hosts 50 ms to 1 s away, one host or ten, as a share
   of the same job from loopback (bench_latency.py).
+- watchers: a job watched by 300 event streams and 20 pollers against the same job
+  unwatched, and 1,000 status polls a second (scripts/bench_watchers.py).
 
     python scripts/bench.py [--only service,upload,growth] [--images 600] [--rounds 3]
         [--rows 100000]
@@ -47,6 +49,7 @@ from bench_processes import processes
 from bench_rerun import rerun
 from bench_sizes import sizes
 from bench_upload import largest
+from bench_watchers import watchers
 from benchkit import (
     Bench,
     ImageHost,
@@ -137,6 +140,7 @@ SECTIONS: dict[str, Section] = {
     "largest": largest,
     "processes": processes,
     "latency": latency,
+    "watchers": watchers,
 }
 
 

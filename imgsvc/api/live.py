@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ..models import Job
 from ..pipeline import archive
 from .payloads import links, status_object
 from .services import ended_job, job_of, services_of
@@ -29,36 +31,69 @@ from .watchers import POLL_INTERVAL, JobWatchers
 KEEPALIVE = 15.0  # seconds of silence after which a comment keeps proxies from closing
 RETRY_MS = 2000  # how long a browser's EventSource waits before reconnecting
 SEP = "\n"  # lines end in LF, as the stream has always sent them (the library's default: CRLF)
-RETRY = ServerSentEvent(retry=RETRY_MS, sep=SEP)
-KEEPALIVE_COMMENT = ServerSentEvent(comment="keepalive", sep=SEP)
+RETRY = ServerSentEvent(retry=RETRY_MS, sep=SEP).encode()
+KEEPALIVE_COMMENT = ServerSentEvent(comment="keepalive", sep=SEP).encode()
+WATCHED_JOBS = 256  # jobs whose latest events are kept encoded for the next stream
 
 
-def sse(event: str, data: Any) -> ServerSentEvent:
+def sse(event: str, data: Any) -> bytes:
     """One server-sent event: a name and a JSON body on one `data:` line."""
-    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=event, sep=SEP)
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=event, sep=SEP).encode()
+
+
+class Read:
+    """A job as JobWatchers read it, as a cache key. Every stream on a job is handed the
+    same object for a read, so it is compared by identity: hashing a whole Job would cost
+    about what the cache saves, and fail on any field that cannot be hashed."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Job) -> None:
+        self.job = job  # held, so no other object takes its id while it is cached
+
+    def __hash__(self) -> int:
+        return id(self.job)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Read) and other.job is self.job
+
+
+# Each read of a watched job is turned into its events once, not once per stream on it
+# (26 us a stream per read here): 300 streams on a job cost one encoding.
+@lru_cache(maxsize=WATCHED_JOBS)
+def progress_event(read: Read) -> bytes:
+    """The `progress` event of a read: the job's status object."""
+    return sse("progress", status_object(read.job))
+
+
+@lru_cache(maxsize=WATCHED_JOBS)
+def done_event(read: Read) -> bytes:
+    """The `done` event of the ended job: its status object and the links to the results."""
+    return sse("done", status_object(read.job) | links(read.job))
 
 
 async def progress_events(
     watchers: JobWatchers, job_id: str, interval: float = POLL_INTERVAL
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[bytes]:
     """`progress` events with the status object as it changes, then one `done` at the end
     (the status object with the links to the results)."""
     yield RETRY
-    last: dict[str, Any] | None = None
+    last = b""
     quiet = 0.0
     async for job in watchers.follow(job_id):
         if job is None:  # removed while watched (retention)
             yield sse("error", {"detail": "the request id was not found", "code": "not_found"})
             return
-        body = status_object(job)
-        if body != last:
-            yield sse("progress", body)
-            last, quiet = body, 0.0
+        read = Read(job)
+        event = progress_event(read)
+        if event != last:
+            yield event
+            last, quiet = event, 0.0
         elif quiet >= KEEPALIVE:
             yield KEEPALIVE_COMMENT
             quiet = 0.0
         if job.status.terminal:
-            yield sse("done", body | links(job))
+            yield done_event(read)
             return
         quiet += interval
 

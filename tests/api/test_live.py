@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp import web
 
@@ -109,6 +111,18 @@ async def test_the_stream_is_plain_event_stream_lines(
     assert "\r" not in body, "lines end in LF, as they always have"
 
 
+async def test_streams_on_two_jobs_at_once_each_see_their_own_job(
+    service: Service, image_host: ImageHost
+) -> None:
+    answers = [(await service.upload(await slow_csv(image_host, 3)))[1] for _ in range(2)]
+    streams = await asyncio.gather(
+        *(read_events(service, answer["request_id"]) for answer in answers for _ in range(3))
+    )
+    for n, stream in enumerate(streams):
+        assert {data["request_id"] for _, data in stream} == {answers[n // 3]["request_id"]}
+        assert stream[-1][0] == "done"
+
+
 async def test_head_of_a_running_job_s_events_does_not_hold_the_connection(
     service: Service, image_host: ImageHost
 ) -> None:
@@ -132,9 +146,9 @@ async def test_head_of_a_running_job_s_events_does_not_hold_the_connection(
         release.set()
 
 
-async def test_many_streams_on_one_job_cost_one_read_of_it_per_interval(
-    tmp_path: Path, image_host: ImageHost, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def traced_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement the service sends from now on, on SQLite or PostgreSQL, with
+    its arguments."""
     statements: list[str] = []
     connect: Callable[..., sqlite3.Connection] = sqlite3.connect
 
@@ -143,19 +157,41 @@ async def test_many_streams_on_one_job_cost_one_read_of_it_per_interval(
         connection.set_trace_callback(statements.append)
         return connection
 
+    execute = psycopg.AsyncCursor.execute
+
+    async def traced_execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        statements.append(f"{query} {params!r}")
+        return await execute(self, query, params, **kwargs)
+
     monkeypatch.setattr(sqlite3, "connect", traced)
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", traced_execute)
+    return statements
+
+
+async def test_many_streams_on_one_job_cost_one_read_of_it_per_interval_in_each_process(
+    tmp_path: Path, image_host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements = traced_statements(monkeypatch)
     url, release = image_host.held("/held.jpg", jpeg_bytes(50, 50))
-    async with running_service(settings_for(tmp_path / "data")) as service:
-        _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
+    # On PostgreSQL two services share the job, half the streams on each, as two processes
+    # would (each has its own watchers); SQLite has one.
+    processes = 2 if settings_for(tmp_path).database_url else 1
+    async with contextlib.AsyncExitStack() as stack:
+        services = [
+            await stack.enter_async_context(running_service(settings_for(tmp_path / f"d{n}")))
+            for n in range(processes)
+        ]
+        _, answer = await services[0].upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
+        job_id = answer["request_id"]
 
         def reads() -> int:
-            return sum(f"FROM jobs WHERE id = '{answer['request_id']}'" in s for s in statements)
+            return sum("FROM jobs WHERE id" in s and job_id in s for s in statements)
 
-        async def watch() -> list[bytes]:
-            async with service.client.get(answer["events_url"]) as response:
+        async def watch(service: Service) -> list[bytes]:
+            async with service.client.get(f"{service.url}/api/events/{job_id}") as response:
                 return [line async for line in response.content if line.startswith(b"event:")]
 
-        streams = [asyncio.create_task(watch()) for _ in range(STREAMS)]
+        streams = [asyncio.create_task(watch(services[n % processes])) for n in range(STREAMS)]
         await asyncio.sleep(0.5)  # every stream is open
         before = reads()
         await asyncio.sleep(WINDOW)
@@ -164,8 +200,10 @@ async def test_many_streams_on_one_job_cost_one_read_of_it_per_interval(
         async with asyncio.timeout(30):
             events = await asyncio.gather(*streams)
     assert all(seen[-1] == b"event: done\n" for seen in events)
-    # One read per half second for all of them, where each stream used to make its own.
-    assert during <= WINDOW / 0.5 + 2, during
+    # Each process reads the job once per half second for all its streams, where each
+    # stream used to make its own reads.
+    per_process = WINDOW / 0.5
+    assert processes * per_process / 2 <= during <= processes * (per_process + 2), during
 
 
 async def test_events_of_an_unknown_id_is_404(service: Service) -> None:
