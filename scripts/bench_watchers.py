@@ -125,10 +125,11 @@ async def run_job(
     server: Server, client: aiohttp.ClientSession, csv: bytes, images: int, watchers: Watchers
 ) -> Run:
     """Run the job with `watchers` on it from its 202 to its end (and one client polling
-    every 50 ms in every run, to see the end)."""
+    every 50 ms in every run, to see the end). Every run makes every image again
+    (reuse=false): the same CSV runs many times on one service."""
     connections = Connections(server.url)
     cpu, own, start = server.cpu_seconds()[0], time.process_time(), time.perf_counter()
-    answer = await upload(client, server.url, csv)
+    answer = await upload(client, server.url, csv, "?reuse=false")
     job = answer["request_id"]
     latencies: list[float] = []
     ended = asyncio.Event()

@@ -162,9 +162,13 @@ def _cpu(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def upload(client: aiohttp.ClientSession, url: str, data: bytes) -> dict[str, Any]:
+async def upload(
+    client: aiohttp.ClientSession, url: str, data: bytes, query: str = ""
+) -> dict[str, Any]:
+    """POST `data` as a raw CSV to the service at `url`, with upload options in `query`
+    (e.g. `?reuse=false`); its 202 answer."""
     async with client.post(
-        url + "/api/upload", data=data, headers={"Content-Type": "text/csv"}
+        url + "/api/upload" + query, data=data, headers={"Content-Type": "text/csv"}
     ) as response:
         assert response.status == 202, await response.text()
         answer: dict[str, Any] = await response.json()
