@@ -9,15 +9,19 @@ Every section prints into one table:
   between two ceiling runs; the median round is shown.
 - upload: a 100,000-row CSV: time to the 202, the latency of other requests during the
   upload, and the service's peak memory while that job runs.
+- rerun: an unchanged 3,000-image catalogue uploaded twice; the re-run reuses every
+  output (bench_rerun.py).
 - sizes: service CPU per image with sizes=1600,800,300 against one output (bench_sizes.py).
 - growth: the service job with 1 and then 2 CPU workers, and the core count at which one
-  process's event loop would saturate (scripts/bench_growth.py).
+  process's event loop would saturate (bench_growth.py).
+- largest: the largest upload the limits allow, of URLs refused before any download: time
+  to 202, memory, and how fast its images fail (bench_upload.py).
 - processes: the same job on SQLite, then on PostgreSQL and a bucket shared by 1, 2 and 3
   processes, and the statements PostgreSQL runs per image (bench_processes.py).
 - latency: images/s with the image hosts 50 ms to 1 s away, one host or ten, as a share
   of the same job from loopback (bench_latency.py).
 - watchers: a job watched by 300 event streams and 20 pollers against the same job
-  unwatched, and 1,000 status polls a second (scripts/bench_watchers.py).
+  unwatched, and 1,000 status polls a second (bench_watchers.py).
 
     python scripts/bench.py [--only service,upload,growth] [--images 600] [--rounds 3]
         [--rows 100000]
