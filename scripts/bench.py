@@ -22,6 +22,8 @@ Every section prints into one table:
   of the same job from loopback (bench_latency.py).
 - watchers: a job watched by 300 event streams and 20 pollers against the same job
   unwatched, and 1,000 status polls a second (bench_watchers.py).
+- connects: status latency before, while and after 300 event streams connect to a running
+  job at once (bench_connects.py).
 
     python scripts/bench.py [--only service,upload,growth] [--images 600] [--rounds 3]
         [--rows 100000]
@@ -47,6 +49,7 @@ from PIL import Image
 from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_connects import connects
 from bench_growth import growth
 from bench_latency import latency
 from bench_processes import processes
@@ -145,6 +148,7 @@ SECTIONS: dict[str, Section] = {
     "processes": processes,
     "latency": latency,
     "watchers": watchers,
+    "connects": connects,
 }
 
 
