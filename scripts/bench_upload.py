@@ -11,11 +11,10 @@ rate at which the images are recorded as failed until the job is terminal.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
-from benchkit import Bench, Row, Server, free_port, percentile, poll, upload
+from benchkit import Bench, Row, Server, free_port, percentile, poll, upload_watched
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 URLS_PER_ROW = 100
@@ -55,23 +54,8 @@ async def largest(bench: Bench) -> list[Row]:
     try:
         async with aiohttp.ClientSession() as client:
             await server.ready(client)
-            other: list[float] = []
-            stop = asyncio.Event()
-
-            async def probe() -> None:
-                while not stop.is_set():
-                    start = time.perf_counter()
-                    async with client.get(server.url + "/api/jobs?limit=5") as response:
-                        await response.read()
-                    other.append(time.perf_counter() - start)
-                    await asyncio.sleep(0.02)
-
-            prober = asyncio.create_task(probe())
             start = time.perf_counter()
-            answer = await upload(client, server.url, data)
-            accepted = time.perf_counter() - start
-            stop.set()
-            await prober
+            answer, accepted, other = await upload_watched(client, server.url, data)
             memory = server.peak_memory_mb()
             final = await poll(client, answer["status_url"], [])
             ended = time.perf_counter() - start

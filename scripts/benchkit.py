@@ -210,6 +210,31 @@ async def workload_images(server: Server, host: str, images: int) -> dict[str, A
     }
 
 
+async def upload_watched(
+    client: aiohttp.ClientSession, url: str, data: bytes
+) -> tuple[dict[str, Any], float, list[float]]:
+    """Upload `data` while another request lists jobs every 20 ms: the 202 answer, the
+    seconds to it, and the latencies of those other requests meanwhile."""
+    other: list[float] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            async with client.get(url + "/api/jobs?limit=5") as response:
+                await response.read()
+            other.append(time.perf_counter() - start)
+            await asyncio.sleep(0.02)
+
+    prober = asyncio.create_task(probe())
+    start = time.perf_counter()
+    answer = await upload(client, url, data)
+    accepted = time.perf_counter() - start
+    stop.set()
+    await prober
+    return answer, accepted, other
+
+
 async def large_upload(bench: Bench, env: dict[str, str] | None = None) -> list[Row]:
     """A large CSV (`--rows`): time to the 202, other requests' latency meanwhile, and the
     service's peak memory while the job runs; `env` chooses its database and storage."""
@@ -219,23 +244,7 @@ async def large_upload(bench: Bench, env: dict[str, str] | None = None) -> list[
         async with aiohttp.ClientSession() as client:
             await server.ready(client)
             data = products_csv(bench.host, rows, 1, distinct=500).encode()
-            other: list[float] = []
-            stop = asyncio.Event()
-
-            async def probe() -> None:
-                while not stop.is_set():
-                    start = time.perf_counter()
-                    async with client.get(server.url + "/api/jobs?limit=5") as response:
-                        await response.read()
-                    other.append(time.perf_counter() - start)
-                    await asyncio.sleep(0.02)
-
-            prober = asyncio.create_task(probe())
-            start = time.perf_counter()
-            answer = await upload(client, server.url, data)
-            accepted = time.perf_counter() - start
-            stop.set()
-            await prober
+            answer, accepted, other = await upload_watched(client, server.url, data)
             final = await poll(client, answer["status_url"], [])
         assert final["status"] == "completed", final
         memory = server.peak_memory_mb()
