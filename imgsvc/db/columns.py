@@ -28,6 +28,10 @@ EARLIER_COLUMNS = (
     "etag, last_modified, sha256, url, output_name, bytes_in, bytes_out, width, height, "
     "kept_input, renditions"
 )
+# Remembering an output again for the same owner, options and URL replaces what was there.
+EARLIER_UPSERT = "ON CONFLICT (owner, options_key, url) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in ("job_id", *EARLIER_COLUMNS.split(", ")) if c != "url"
+)
 DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
 ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
 WORK_COLUMNS = "id, job_id, kind, slice"

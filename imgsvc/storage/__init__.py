@@ -31,6 +31,14 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IMMUTABLE = "public, max-age=31536000, immutable"  # a name's bytes never change
 
 
+def writable_names(*names: str) -> None:
+    """Refuse (ValueError) to write under a name that is not an image name: every name a
+    backend writes passes here first, so nothing lands outside the images."""
+    for name in names:
+        if not IMAGE_NAME.fullmatch(name):
+            raise ValueError(f"not an image name: {name!r}")
+
+
 def image_name(job_id: str, url: str, extension: str) -> str:
     """The output name of `url` in a job: unguessable without the job id, and stable, so a
     URL is stored once per job and redoing it after a crash replaces the same image."""

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from ..errors import not_found
-from . import IMAGE_NAME, JOB_ID, cache_headers, media_type, not_modified
+from . import IMAGE_NAME, JOB_ID, cache_headers, media_type, not_modified, writable_names
 
 T = TypeVar("T")
 
@@ -58,9 +58,7 @@ class LocalStorage:
     async def put_images(
         self, names: Sequence[str], encode: Callable[[Sequence[BinaryIO]], T], pool: Executor
     ) -> tuple[T, list[int]]:
-        for name in names:
-            if not IMAGE_NAME.fullmatch(name):
-                raise ValueError(f"not an image name: {name!r}")
+        writable_names(*names)
         future = pool.submit(self._write_images, names, encode)
         try:
             return await asyncio.wrap_future(future)
@@ -168,8 +166,7 @@ class LocalStorage:
     def _link_image(self, source: str, target: str) -> None:
         # A second name for the same bytes, linked in tmp/ and renamed into place like any
         # write. Every write makes a new file, so no write through one name shows in the other.
-        if not IMAGE_NAME.fullmatch(target):
-            raise ValueError(f"not an image name: {target!r}")
+        writable_names(target)
         origin, part = self._image_path(source), self._tmp / f"{target}.part"
         part.unlink(missing_ok=True)
         try:

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..errors import not_found
-from . import IMAGE_NAME, JOB_ID, cache_headers, media_type, not_modified
+from . import IMAGE_NAME, JOB_ID, cache_headers, media_type, not_modified, writable_names
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Config
@@ -80,9 +80,7 @@ class S3Storage:
     async def put_images(
         self, names: Sequence[str], encode: Callable[[Sequence[BinaryIO]], T], pool: Executor
     ) -> tuple[T, list[int]]:
-        for name in names:
-            if not IMAGE_NAME.fullmatch(name):
-                raise ValueError(f"not an image name: {name!r}")
+        writable_names(*names)
         # Temp files are named after the images: a name is written by one task at a time.
         parts = [self._tmp / f"{name}.part" for name in names]
         try:
@@ -104,8 +102,7 @@ class S3Storage:
         return result, sizes
 
     async def copy_image(self, source: str, target: str) -> None:
-        if not IMAGE_NAME.fullmatch(target):
-            raise ValueError(f"not an image name: {target!r}")
+        writable_names(target)
         try:
             await _to_the_end(
                 obstore.copy_async(self._store, self._image_key(source), f"images/{target}")

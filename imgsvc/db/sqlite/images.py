@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from ...models import EarlierOutput, ImageRecord, ImageStatus, ProductRecord, WorkKind
-from ..columns import EARLIER_COLUMNS, IMAGE_COLUMNS
+from ..columns import EARLIER_COLUMNS, EARLIER_UPSERT, IMAGE_COLUMNS
 from .base import Connections, update_counters
 from .rows import NOW, earlier_from, earlier_values, image_from, renditions_value
 
@@ -100,13 +100,10 @@ class ImageQueries(Connections):
         values = [(job_id, options_key, job_id, *earlier_values(o)) for o in outputs]
         if not values:
             return
-        changing = ("job_id", *EARLIER_COLUMNS.split(", "))
-        updates = ", ".join(f"{c} = excluded.{c}" for c in changing if c != "url")
         async with self._transaction() as db:
             await db.executemany(
                 f"INSERT INTO earlier_outputs (owner, options_key, job_id, {EARLIER_COLUMNS}) "
-                f"VALUES ({JOB_OWNER}, {', '.join('?' * (len(values[0]) - 1))}) "
-                f"ON CONFLICT (owner, options_key, url) DO UPDATE SET {updates}",
+                f"VALUES ({JOB_OWNER}, {', '.join('?' * (len(values[0]) - 1))}) " + EARLIER_UPSERT,
                 values,
             )
 
