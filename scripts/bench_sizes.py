@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
 
 import aiohttp
-from benchkit import Bench, Row, Server, free_port, poll
+from benchkit import Bench, Row, Server, free_port, poll, upload
 from sample_host import products_csv
 
 SIZES = "1600,800,300"
@@ -30,7 +29,7 @@ async def sized_job(bench: Bench, name: str, sizes: str) -> dict[str, float]:
             data = products_csv(bench.host, images // 2, 2).encode()
             cpu, _ = server.cpu_seconds()
             start = time.perf_counter()
-            answer = await _upload(client, server.url, data, sizes)
+            answer = await upload(client, server.url, data, f"?sizes={sizes}" if sizes else "")
             final = await poll(client, answer["status_url"], [])
             elapsed = time.perf_counter() - start
             cpu_after, _ = server.cpu_seconds()
@@ -38,18 +37,6 @@ async def sized_job(bench: Bench, name: str, sizes: str) -> dict[str, float]:
         server.stop()
     assert final["progress"]["succeeded_images"] == images, final
     return {"cpu": 1000 * (cpu_after - cpu) / images, "rate": images / elapsed}
-
-
-async def _upload(
-    client: aiohttp.ClientSession, url: str, data: bytes, sizes: str
-) -> dict[str, Any]:
-    params = {"sizes": sizes} if sizes else {}
-    async with client.post(
-        url + "/api/upload", data=data, params=params, headers={"Content-Type": "text/csv"}
-    ) as response:
-        assert response.status == 202, await response.text()
-        answer: dict[str, Any] = await response.json()
-        return answer
 
 
 async def sizes(bench: Bench) -> list[Row]:
