@@ -2,8 +2,9 @@
 
 Nothing here touches the network, the database or file names: the caller hands over the
 downloaded bytes and an open file, and gets back what was written or an `ImageError`. A
-JPEG that needs nothing but a new encoding skips Pillow's pixels (`jpeg`); one that may
-come out smaller re-packed than re-encoded goes through libjpeg-turbo's jpegtran program too.
+JPEG that needs nothing but a new encoding skips Pillow's pixels (`jpeg`), and so do the
+smaller sizes made from it; one that may come out smaller re-packed than re-encoded goes
+through libjpeg-turbo's jpegtran program too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import os
 import shutil
 import struct
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from PIL import Image, ImageCms, UnidentifiedImageError, _imaging
 
@@ -32,6 +33,10 @@ __all__ = [
     "keep_memory_for",
     "sniff_format",
 ]
+
+
+Picture = Image.Image | jpeg.Pixels
+P = TypeVar("P", Image.Image, jpeg.Pixels)
 
 
 class ImageError(Exception):
@@ -113,6 +118,7 @@ _WHITE = (255, 255, 255)
 # The extra outputs of `sizes` are resized with Pillow's thumbnail() defaults: on the bench's
 # 1200x1200 photos, 1200 -> 800 -> 300 took 20 ms with bicubic against 28 ms with Lanczos,
 # and came within 52 dB (PSNR) of Lanczos, far below what JPEG at quality 50 changes.
+# jpeg.resize uses the same filter, four times as fast, for the JPEGs that skip Pillow.
 _SIZES_FILTER = (Image.Resampling.BICUBIC, 2.0)
 # Encoder settings chosen on real photographs with scripts/bench_images.py --settings;
 # sizes compared at the same SSIMULACRA2 score. WebP's method 5 of 0-6: 3% smaller than
@@ -191,16 +197,16 @@ def compress_sizes(
     source_format = sniff_format(data)
     if source_format is None:
         raise ImageError("not_an_image", _describe_non_image(data))
-    # Only the main output, as a baseline JPEG from a JPEG: maybe no Pillow at all.
-    plain_jpeg = (
+    # Baseline JPEGs from a JPEG: maybe no Pillow at all.
+    jpeg_in_and_out = (
         source_format == "jpeg"
         and options.format is OutputFormat.JPEG
         and not options.progressive
-        and not sizes
+        and (not sizes or jpeg.can_resize())
     )
     try:
         decoded, untouched = _decode(
-            data, source_format, [options.max_dimension, *sizes], max_pixels, plain_jpeg
+            data, source_format, [options.max_dimension, *sizes], max_pixels, jpeg_in_and_out
         )
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own message names its limit, not ours, and talks of DOS attacks.
@@ -212,30 +218,31 @@ def compress_sizes(
         raise ImageError("decode_error", _decode_message(source_format, exc)) from exc
     out = outs[0]
     start = out.tell()
-    if isinstance(decoded, list):
-        _encode(decoded[0], out, options)
-        width, height = decoded[0].size
-    else:
-        out.write(jpeg.encode(decoded, options.quality))  # a whole write: raises when cut short
-        height, width = decoded.shape[:2]
+    _encode(decoded[0], out, options)
     kept_input = (
         untouched
         and source_format == "jpeg"
         and options.format is OutputFormat.JPEG
         and _keep_input_if_smaller(data, out, start, options.progressive)
     )
-    results = [ImageResult(source_format, width, height, kept_input)]
-    if not isinstance(decoded, list):
-        return results
+    results = [ImageResult(source_format, *_size(decoded[0]), kept_input)]
     written = {id(decoded[0]): (out, start)}  # an output made once is copied, not encoded again
-    for image, size_out in zip(decoded[1:], outs[1:], strict=True):
-        if id(image) in written:
-            _copy(*written[id(image)], size_out)
+    for picture, size_out in zip(decoded[1:], outs[1:], strict=True):
+        if id(picture) in written:
+            _copy(*written[id(picture)], size_out)
         else:
-            written[id(image)] = (size_out, size_out.tell())
-            _encode(image, size_out, options)
-        results.append(ImageResult(source_format, image.width, image.height))
+            written[id(picture)] = (size_out, size_out.tell())
+            _encode(picture, size_out, options)
+        results.append(ImageResult(source_format, *_size(picture)))
     return results
+
+
+def _size(picture: Picture) -> tuple[int, int]:
+    """Width and height."""
+    if isinstance(picture, Image.Image):
+        return picture.size
+    height, width = picture.shape[:2]
+    return width, height
 
 
 def _copy(source: BinaryIO, start: int, out: BinaryIO) -> None:
@@ -250,23 +257,25 @@ def _decode(
     source_format: str,
     dimensions: Sequence[int | None],
     max_pixels: int,
-    plain_jpeg_in_and_out: bool,
-) -> tuple[list[Image.Image] | jpeg.Pixels, bool]:
-    """Decode the first frame once into upright, sRGB, 8-bit RGB images, one per longest
+    jpeg_in_and_out: bool,
+) -> tuple[list[Picture], bool]:
+    """Decode the first frame once into upright, sRGB, 8-bit RGB pictures, one per longest
     side in `dimensions` (None: as large as it is), none larger than the input.
 
-    Also says whether the first image is the decoded input as it was: not resized, turned
-    or converted to other colours. Such an image from a JPEG, to be encoded as a baseline
-    JPEG and nothing else (`plain_jpeg_in_and_out`), comes as `jpeg.Pixels` for
-    `jpeg.encode`.
+    Also says whether the first picture is the decoded input as it was: not resized, turned
+    or converted to other colours. Such a picture from a JPEG, with every output a baseline
+    JPEG (`jpeg_in_and_out`), comes as `jpeg.Pixels` for `jpeg.encode`, and so do the
+    smaller ones made from it.
     """
     with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[source_format]]) as source:
         _check_pixels(source, data, source_format, max_pixels)
         targets = [_fit(source.size, d) for d in dimensions]
-        if plain_jpeg_in_and_out and _needs_only_encoding(source, targets[0]):
+        if jpeg_in_and_out and _needs_only_encoding(source, targets[0]):
             pixels = jpeg.decode(data)
             if pixels is not None:
-                return pixels, source.mode == "RGB"  # grey is converted, as below
+                made = _resized(pixels, targets, jpeg.resize)
+                # Grey is converted, as below.
+                return [made[target] for target in targets], source.mode == "RGB"
         largest = max(targets)  # one aspect ratio: the widest is the largest
         same_size = targets[0] == source.size
         if largest != source.size:
@@ -282,7 +291,7 @@ def _decode(
         orientation = _orientation(source)
         image = _to_srgb(source)
     untouched = same_size and orientation is None and image is source
-    resized = _resized(image, targets)
+    resized = _resized(image, targets, lambda image, size: _resize(image, size, targets[0]))
     # Rotating last turns the smallest images; the longest side does not depend on it.
     if orientation is not None:
         resized = {size: picture.transpose(orientation) for size, picture in resized.items()}
@@ -290,20 +299,25 @@ def _decode(
 
 
 def _resized(
-    image: Image.Image, targets: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], Image.Image]:
-    """`image` at each target size, largest first, each made from the one before: fewer
-    pixels to read for each smaller one. The first target is the main output's."""
-    made: dict[tuple[int, int], Image.Image] = {}
+    picture: P,
+    targets: Sequence[tuple[int, int]],
+    resize: Callable[[P, tuple[int, int]], P],
+) -> dict[tuple[int, int], P]:
+    """`picture` at each target size, largest first, each made from the one before: fewer
+    pixels to read for each smaller one."""
+    made: dict[tuple[int, int], P] = {}
     for target in sorted(set(targets), reverse=True):
-        if image.size != target:
-            main = target == targets[0]
-            filter_, gap = (Image.Resampling.LANCZOS, 3.0) if main else _SIZES_FILTER
-            # reducing_gap: a cheap box reduce first, then the filter, looks the same and is
-            # faster
-            image = image.resize(target, filter_, reducing_gap=gap)
-        made[target] = image
+        if _size(picture) != target:
+            picture = resize(picture, target)
+        made[target] = picture
     return made
+
+
+def _resize(image: Image.Image, target: tuple[int, int], main: tuple[int, int]) -> Image.Image:
+    """Pillow's resize: Lanczos for the `main` output's size, `_SIZES_FILTER` for the others."""
+    filter_, gap = (Image.Resampling.LANCZOS, 3.0) if target == main else _SIZES_FILTER
+    # reducing_gap: a cheap box reduce first, then the filter, looks the same and is faster
+    return image.resize(target, filter_, reducing_gap=gap)
 
 
 def _needs_only_encoding(source: Image.Image, target: tuple[int, int]) -> bool:
@@ -317,8 +331,12 @@ def _needs_only_encoding(source: Image.Image, target: tuple[int, int]) -> bool:
     )
 
 
-def _encode(image: Image.Image, out: BinaryIO, options: EncodeOptions) -> None:
-    """Write `image` without any metadata; savers read some of it (the comment) from info."""
+def _encode(picture: Picture, out: BinaryIO, options: EncodeOptions) -> None:
+    """Write `picture` without any metadata; savers read some of it (the comment) from info."""
+    if not isinstance(picture, Image.Image):
+        out.write(jpeg.encode(picture, options.quality))  # a whole write: raises when cut short
+        return
+    image = picture
     image.info = {}
     if options.format is OutputFormat.WEBP:
         image.save(out, "WEBP", quality=options.quality, **_WEBP)

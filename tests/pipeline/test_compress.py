@@ -20,6 +20,7 @@ from PIL import Image, ImageChops, ImageCms, ImageStat, JpegImagePlugin
 
 from imgsvc.models import OutputFormat
 from imgsvc.pipeline import compress as compress_module
+from imgsvc.pipeline import jpeg
 from imgsvc.pipeline.compress import (
     EncodeOptions,
     ImageError,
@@ -1135,3 +1136,28 @@ def gradient_picture(width: int, height: int) -> Image.Image:
     green = red.transpose(Image.Transpose.ROTATE_90).resize((width, height))
     blue = Image.radial_gradient("L").resize((width, height))
     return Image.merge("RGB", (red, green, blue))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_sizes_of_a_jpeg_that_needs_only_encoding_skip_pillow(tmp_path: Path, mode: str) -> None:
+    """Renditions resampled in libjpeg's arrays: exact sizes, Pillow's look, and the main
+    output still the very file Pillow writes."""
+    data = encode(textured().convert(mode), "JPEG", quality=95)
+    with Image.open(io.BytesIO(data)) as source:
+        picture = source.convert("RGB")
+    results, outputs = run_sizes(tmp_path, data, (100, 1000, 64))
+    expected = [(256, 192), (100, 75), (256, 192), (64, 48)]
+    assert [(r.width, r.height) for r in results] == expected
+    assert [(o.size, o.mode) for o in outputs] == [(size, "RGB") for size in expected]
+    main = (tmp_path / "out-0.img").read_bytes()
+    assert main == encode(picture, "JPEG", quality=50, optimize=True)
+    assert (tmp_path / "out-2.img").read_bytes() == main  # never enlarged: the same file
+    pixels = jpeg.decode(data)
+    assert pixels is not None
+    larger = jpeg.resize(pixels, (100, 75))
+    smaller = jpeg.resize(larger, (64, 48))  # each from the one before
+    for n, resized in ((1, larger), (3, smaller)):
+        assert (tmp_path / f"out-{n}.img").read_bytes() == jpeg.encode(resized, 50)
+        # Pillow's bicubic filter, to within rounding.
+        pillow = picture.resize(resized.shape[1::-1], Image.Resampling.BICUBIC)
+        assert max(ImageStat.Stat(ImageChops.difference(Image.fromarray(resized), pillow)).mean) < 1
