@@ -14,9 +14,9 @@ The renditions of `sizes` are resampled in the same arrays by fast_image_resize'
 (cykooz-resizer) with Pillow's bicubic filter (Catmull-Rom): on the bench's photos 1200 ->
 800 px took 3.1 ms against Pillow's 12.5, and 800 -> 300 1.0 against 4.2, within 54 dB
 (PSNR) of Pillow's own bicubic and 52 dB of Lanczos, where JPEG at quality 50 changes a
-picture by 38 dB. OpenCV's INTER_AREA (5.0 + 1.8 ms, 49 dB) was slower and a 50 MB wheel;
+picture by 38 dB. OpenCV's INTER_AREA (5.0 + 1.8 ms, 49 dB) was slower, in a 61 MB wheel;
 its INTER_LINEAR (1.1 + 0.2 ms) aliases below half size (45 dB). See docs/performance.md.
-It has wheels for Linux x86_64 only; elsewhere such a JPEG goes through Pillow (`can_resize`).
+The resizer has wheels for Linux x86_64 only; elsewhere such JPEGs go through Pillow.
 """
 
 from __future__ import annotations

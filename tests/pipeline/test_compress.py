@@ -19,15 +19,13 @@ import pytest
 from PIL import Image, ImageChops, ImageCms, ImageStat, JpegImagePlugin
 
 from imgsvc.models import OutputFormat
-from imgsvc.pipeline import compress as compress_module
-from imgsvc.pipeline import jpeg
+from imgsvc.pipeline import jpeg, repack
 from imgsvc.pipeline.compress import (
     EncodeOptions,
     ImageError,
     ImageResult,
     compress,
     compress_sizes,
-    sniff_format,
 )
 
 MAX_PIXELS = 50_000_000
@@ -226,36 +224,6 @@ def gif_with_frames(frames: int, screen: int = 100) -> bytes:
 
 
 # --- format sniffing and refusals ----------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("fmt", "expected"),
-    [
-        ("JPEG", "jpeg"),
-        ("PNG", "png"),
-        ("GIF", "gif"),
-        ("WEBP", "webp"),
-        ("BMP", "bmp"),
-        ("TIFF", "tiff"),
-    ],
-)
-def test_sniff_format_knows_the_six_formats(fmt: str, expected: str) -> None:
-    assert sniff_format(encode(Image.new("RGB", (4, 4)), fmt)) == expected
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"<html></html>",
-        b"RIFF\0\0\0\0WAVEfmt ",
-        b"\0\0\0\x1cftypavif",
-        b"%PDF-1.7",
-        b"\xff\xd8",
-    ],
-)
-def test_sniff_format_refuses_other_bytes(data: bytes) -> None:
-    assert sniff_format(data) is None
 
 
 @pytest.mark.parametrize(
@@ -994,12 +962,12 @@ def test_without_jpegtran_the_input_is_still_kept_without_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a machine without libjpeg-turbo's programs
-    compress_module._jpegtran.cache_clear()
+    repack._jpegtran.cache_clear()
     try:
         data = small_poor_jpeg(optimize=False, **camera_metadata(with_icc=False))
         result, output, raw = run(tmp_path, data, EncodeOptions(quality=95))
     finally:
-        compress_module._jpegtran.cache_clear()
+        repack._jpegtran.cache_clear()
     assert result.kept_input
     assert len(raw) == len(small_poor_jpeg(optimize=False))  # stripped, not re-packed
     assert b"Acme" not in raw
@@ -1042,11 +1010,11 @@ def test_an_mpo_keeps_its_first_picture_only(
     assert decoded(data).format == "MPO"
     if not jpegtran:
         monkeypatch.setenv("PATH", str(tmp_path))  # only the stripped input can be kept
-    compress_module._jpegtran.cache_clear()
+    repack._jpegtran.cache_clear()
     try:
         result, output, raw = run(tmp_path, data)
     finally:
-        compress_module._jpegtran.cache_clear()
+        repack._jpegtran.cache_clear()
     assert result.kept_input
     assert raw.count(b"\xff\xd8") == 1  # one picture, not two
     assert output.tobytes() == decoded(data).tobytes()
