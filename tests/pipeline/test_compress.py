@@ -1106,6 +1106,7 @@ def gradient_picture(width: int, height: int) -> Image.Image:
     return Image.merge("RGB", (red, green, blue))
 
 
+@pytest.mark.skipif(not jpeg.can_resize(), reason="cykooz-resizer has no wheel here")
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_sizes_of_a_jpeg_that_needs_only_encoding_skip_pillow(tmp_path: Path, mode: str) -> None:
     """Renditions resampled in libjpeg's arrays: exact sizes, Pillow's look, and the main
