@@ -10,17 +10,17 @@ through libjpeg-turbo's jpegtran program too.
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
 from PIL import Image, ImageCms, _imaging
 
 from ..models import OutputFormat
 from . import jpeg, repack, sniff
+from .encoders import Picture, write
 from .frames import count_frames
 from .srgb import to_srgb
 
@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-Picture = Image.Image | jpeg.Pixels
 P = TypeVar("P", Image.Image, jpeg.Pixels)
 
 
@@ -94,16 +93,6 @@ _DECODE_ERRORS = (
 # and came within 52 dB (PSNR) of Lanczos, far below what JPEG at quality 50 changes.
 # jpeg.resize uses the same filter, four times as fast, for the JPEGs that skip Pillow.
 _SIZES_FILTER = (Image.Resampling.BICUBIC, 2.0)
-# Encoder settings chosen on real photographs with scripts/bench_images.py --settings;
-# sizes compared at the same SSIMULACRA2 score. WebP's method 5 of 0-6: 3% smaller than
-# the default 4 for a tenth more time; 6 saves 3% more in almost twice the time.
-_WEBP: dict[str, Any] = {"method": 5}
-# AVIF's speed 8 of 0-10: 32% smaller than JPEG at the same quality, with a better look.
-# The default 6 is 10% smaller still but takes three times as long, 7 5% for 1.5 times;
-# 9 is 9% larger in a quarter of the time and falls below JPEG's look. 4:4:4 would be 1%
-# smaller at the same look, but needs AV1's High profile, beyond the Baseline profile of
-# AVIF that every decoder reads. One thread: the service already runs one encode per core.
-_AVIF: dict[str, Any] = {"speed": 8, "subsampling": "4:2:0", "max_threads": 1}
 
 
 def keep_memory_for(threads: int) -> None:
@@ -169,7 +158,7 @@ def compress_sizes(
         raise ImageError("decode_error", sniff.decode_message(source_format, exc)) from exc
     out = outs[0]
     start = out.tell()
-    _encode(decoded[0], out, options)
+    write(decoded[0], out, options.format, options.quality, options.progressive)
     kept_input = (
         untouched
         and source_format == "jpeg"
@@ -183,7 +172,7 @@ def compress_sizes(
             _copy(*written[id(picture)], size_out)
         else:
             written[id(picture)] = (size_out, size_out.tell())
-            _encode(picture, size_out, options)
+            write(picture, size_out, options.format, options.quality, options.progressive)
         results.append(ImageResult(source_format, *_size(picture)))
     return results
 
@@ -280,39 +269,6 @@ def _needs_only_encoding(source: Image.Image, target: tuple[int, int]) -> bool:
         and not source.info.get("icc_profile")
         and _orientation(source) is None
     )
-
-
-def _encode(picture: Picture, out: BinaryIO, options: EncodeOptions) -> None:
-    """Write `picture` without any metadata; savers read some of it (the comment) from info."""
-    if not isinstance(picture, Image.Image):
-        out.write(jpeg.encode(picture, options.quality))  # a whole write: raises when cut short
-        return
-    image = picture
-    image.info = {}
-    if options.format is OutputFormat.WEBP:
-        image.save(out, "WEBP", quality=options.quality, **_WEBP)
-    elif options.format is OutputFormat.AVIF:
-        image.save(out, "AVIF", quality=options.quality, **_AVIF)
-    else:
-        # Optimized Huffman tables: the very same pixels in 6% fewer bytes on photographs,
-        # for 3 ms more CPU per megapixel.
-        image.save(
-            out, "JPEG", quality=options.quality, optimize=True, progressive=options.progressive
-        )
-        _check_room(out)
-
-
-def _check_room(out: BinaryIO) -> None:
-    """Raise the disk's own OSError if it filled up while the JPEG was being written.
-
-    With optimized tables Pillow writes the whole JPEG with one write() and does not check
-    that all of it went: on a full disk the kernel writes what fits and says how much, and
-    the file would be cut short without a word. One more byte, written and taken back,
-    meets the error that the cut write kept to itself.
-    """
-    fd, end = out.fileno(), out.tell()
-    os.pwrite(fd, b"\0", end)  # ENOSPC, EDQUOT or EFBIG when there is no more room
-    os.ftruncate(fd, end)
 
 
 def _check_pixels(image: Image.Image, data: bytes, source_format: str, max_pixels: int) -> None:
