@@ -9,7 +9,7 @@ The baseline is plain Pillow at quality 50, what imgsvc wrote before optimized t
 
     python scripts/bench_images.py [--settings]
 
---settings adds the runs the encoders' settings in imgsvc.pipeline.compress were chosen
+--settings adds the runs the encoders' settings in imgsvc.pipeline.encoders were chosen
 by (WebP's method, AVIF's speed and subsampling); they take a few minutes more.
 """
 

@@ -1,4 +1,5 @@
-"""libjpeg-turbo without Pillow in between, for a JPEG that needs nothing but a new encoding.
+"""libjpeg-turbo without Pillow in between, for a JPEG that needs nothing but a new encoding
+(and maybe smaller renditions of itself, `resize`).
 
 Pillow keeps an RGB pixel in four bytes and libjpeg in three, so Pillow unpacks every
 pixel after decoding and packs it again before encoding. Decoding into an array that
@@ -8,6 +9,14 @@ simplejpeg can optimize the Huffman tables) skips both copies: on the bench's ph
 VM; see docs/performance.md). Both bundle libjpeg-turbo 3, as Pillow does, and the encoder
 is given Pillow's settings, so the file is byte for byte the one Pillow writes (the tests
 compare them). Both release the GIL while they work.
+
+The renditions of `sizes` are resampled in the same arrays by fast_image_resize's SIMD code
+(cykooz-resizer) with Pillow's bicubic filter (Catmull-Rom): on the bench's photos 1200 ->
+800 px took 3.1 ms against Pillow's 12.5, and 800 -> 300 1.0 against 4.2, within 54 dB
+(PSNR) of Pillow's own bicubic and 52 dB of Lanczos, where JPEG at quality 50 changes a
+picture by 38 dB. OpenCV's INTER_AREA (5.0 + 1.8 ms, 49 dB) was slower, in a 61 MB wheel;
+its INTER_LINEAR (1.1 + 0.2 ms) aliases below half size (45 dB). See docs/performance.md.
+The resizer has wheels for Linux x86_64 only; elsewhere such JPEGs go through Pillow.
 """
 
 from __future__ import annotations
@@ -19,7 +28,12 @@ import numpy as np
 import numpy.typing as npt
 import simplejpeg
 
-__all__ = ["Pixels", "decode", "encode", "keep_freed_memory"]
+try:
+    import cykooz_resizer
+except ImportError:  # no wheel for this platform: see the module's docstring
+    cykooz_resizer = None
+
+__all__ = ["Pixels", "can_resize", "decode", "encode", "keep_freed_memory", "resize"]
 
 Pixels = npt.NDArray[np.uint8]
 """Height x width x 3 RGB samples."""
@@ -48,6 +62,26 @@ def decode(data: bytes) -> Pixels | None:
 def encode(pixels: Pixels, quality: int) -> bytes | bytearray:
     """A baseline JPEG with optimized Huffman tables and no metadata, as Pillow writes it."""
     return imagecodecs.jpeg8_encode(pixels, quality, optimize=True, subsampling=_SUBSAMPLING)
+
+
+def can_resize() -> bool:
+    """Whether `resize` is there (cykooz-resizer is installed)."""
+    return cykooz_resizer is not None
+
+
+def resize(pixels: Pixels, size: tuple[int, int]) -> Pixels:
+    """`pixels` resampled to `size` (width, height) with Pillow's bicubic filter; releases
+    the GIL. Only when `can_resize()`."""
+    assert cykooz_resizer is not None
+    height, width = pixels.shape[:2]
+    rgb = cykooz_resizer.PixelType.U8x3
+    source = cykooz_resizer.ImageData(width, height, rgb, pixels.tobytes())
+    target = cykooz_resizer.ImageData(*size, rgb)
+    bicubic = cykooz_resizer.ResizeAlg.convolution(cykooz_resizer.FilterType.catmull_rom)
+    # A resizer keeps scratch buffers and refuses a second thread; a new one costs 1 us.
+    cykooz_resizer.Resizer().resize(source, target, cykooz_resizer.ResizeOptions(bicubic))
+    resized: Pixels = np.frombuffer(target.get_buffer(), np.uint8).reshape(size[1], size[0], 3)
+    return resized
 
 
 def keep_freed_memory() -> None:

@@ -19,14 +19,13 @@ import pytest
 from PIL import Image, ImageChops, ImageCms, ImageStat, JpegImagePlugin
 
 from imgsvc.models import OutputFormat
-from imgsvc.pipeline import compress as compress_module
+from imgsvc.pipeline import jpeg, repack
 from imgsvc.pipeline.compress import (
     EncodeOptions,
     ImageError,
     ImageResult,
     compress,
     compress_sizes,
-    sniff_format,
 )
 
 MAX_PIXELS = 50_000_000
@@ -225,36 +224,6 @@ def gif_with_frames(frames: int, screen: int = 100) -> bytes:
 
 
 # --- format sniffing and refusals ----------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("fmt", "expected"),
-    [
-        ("JPEG", "jpeg"),
-        ("PNG", "png"),
-        ("GIF", "gif"),
-        ("WEBP", "webp"),
-        ("BMP", "bmp"),
-        ("TIFF", "tiff"),
-    ],
-)
-def test_sniff_format_knows_the_six_formats(fmt: str, expected: str) -> None:
-    assert sniff_format(encode(Image.new("RGB", (4, 4)), fmt)) == expected
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"<html></html>",
-        b"RIFF\0\0\0\0WAVEfmt ",
-        b"\0\0\0\x1cftypavif",
-        b"%PDF-1.7",
-        b"\xff\xd8",
-    ],
-)
-def test_sniff_format_refuses_other_bytes(data: bytes) -> None:
-    assert sniff_format(data) is None
 
 
 @pytest.mark.parametrize(
@@ -993,12 +962,12 @@ def test_without_jpegtran_the_input_is_still_kept_without_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a machine without libjpeg-turbo's programs
-    compress_module._jpegtran.cache_clear()
+    repack._jpegtran.cache_clear()
     try:
         data = small_poor_jpeg(optimize=False, **camera_metadata(with_icc=False))
         result, output, raw = run(tmp_path, data, EncodeOptions(quality=95))
     finally:
-        compress_module._jpegtran.cache_clear()
+        repack._jpegtran.cache_clear()
     assert result.kept_input
     assert len(raw) == len(small_poor_jpeg(optimize=False))  # stripped, not re-packed
     assert b"Acme" not in raw
@@ -1041,11 +1010,11 @@ def test_an_mpo_keeps_its_first_picture_only(
     assert decoded(data).format == "MPO"
     if not jpegtran:
         monkeypatch.setenv("PATH", str(tmp_path))  # only the stripped input can be kept
-    compress_module._jpegtran.cache_clear()
+    repack._jpegtran.cache_clear()
     try:
         result, output, raw = run(tmp_path, data)
     finally:
-        compress_module._jpegtran.cache_clear()
+        repack._jpegtran.cache_clear()
     assert result.kept_input
     assert raw.count(b"\xff\xd8") == 1  # one picture, not two
     assert output.tobytes() == decoded(data).tobytes()
@@ -1135,3 +1104,29 @@ def gradient_picture(width: int, height: int) -> Image.Image:
     green = red.transpose(Image.Transpose.ROTATE_90).resize((width, height))
     blue = Image.radial_gradient("L").resize((width, height))
     return Image.merge("RGB", (red, green, blue))
+
+
+@pytest.mark.skipif(not jpeg.can_resize(), reason="cykooz-resizer has no wheel here")
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_sizes_of_a_jpeg_that_needs_only_encoding_skip_pillow(tmp_path: Path, mode: str) -> None:
+    """Renditions resampled in libjpeg's arrays: exact sizes, Pillow's look, and the main
+    output still the very file Pillow writes."""
+    data = encode(textured().convert(mode), "JPEG", quality=95)
+    with Image.open(io.BytesIO(data)) as source:
+        picture = source.convert("RGB")
+    results, outputs = run_sizes(tmp_path, data, (100, 1000, 64))
+    expected = [(256, 192), (100, 75), (256, 192), (64, 48)]
+    assert [(r.width, r.height) for r in results] == expected
+    assert [(o.size, o.mode) for o in outputs] == [(size, "RGB") for size in expected]
+    main = (tmp_path / "out-0.img").read_bytes()
+    assert main == encode(picture, "JPEG", quality=50, optimize=True)
+    assert (tmp_path / "out-2.img").read_bytes() == main  # never enlarged: the same file
+    pixels = jpeg.decode(data)
+    assert pixels is not None
+    larger = jpeg.resize(pixels, (100, 75))
+    smaller = jpeg.resize(larger, (64, 48))  # each from the one before
+    for n, resized in ((1, larger), (3, smaller)):
+        assert (tmp_path / f"out-{n}.img").read_bytes() == jpeg.encode(resized, 50)
+        # Pillow's bicubic filter, to within rounding.
+        pillow = picture.resize(resized.shape[1::-1], Image.Resampling.BICUBIC)
+        assert max(ImageStat.Stat(ImageChops.difference(Image.fromarray(resized), pillow)).mean) < 1
