@@ -18,8 +18,9 @@ Every section prints into one table:
   to 202, memory, and how fast its images fail (bench_upload.py).
 - processes: the same job on SQLite, then on PostgreSQL and a bucket shared by 1, 2 and 3
   processes, and the statements PostgreSQL runs per image (bench_processes.py).
-- latency: images/s with the image hosts 50 ms to 1 s away, one host or ten, as a share
-  of the same job from loopback (bench_latency.py).
+- latency: images/s with the image hosts 50 ms to 1 s away, one host, ten or forty, as a
+  share of the same job from loopback, or of the per-host limit's cap where that is lower
+  (bench_latency.py).
 - watchers: a job watched by 300 event streams and 20 pollers against the same job
   unwatched, and 1,000 status polls a second (bench_watchers.py).
 - connects: status latency before, while and after 300 event streams connect to a running

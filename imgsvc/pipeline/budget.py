@@ -5,6 +5,11 @@ A download reserves what its body is likely to weigh before it asks the host, th
 the host announces once it answers, and what it got once it is read. So the number of
 downloads in flight follows from the bytes: many while bodies are small or far away,
 few while the compress threads have a backlog.
+
+A body whose host has answered gets room before a request not yet sent: it holds a
+connection and a turn of its host, and the compress threads need it next, while a
+request's bytes are not needed for a round trip yet. Behind the requests, a body that
+outgrew the running estimate (about half of them) would wait for every one of them.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from .. import metrics
 FIRST_GUESS = 512 * 1024  # bytes a body is expected to weigh before any has been seen
 LEARNING = 0.1  # weight of each new body in the running estimate
 
+_Waiter = tuple[int, asyncio.Future[None]]  # bytes wanted, and set once they are held
+
 
 class ByteBudget:
-    """At most `limit` bytes held at once, granted first come, first served."""
+    """At most `limit` bytes held at once: answered bodies first, then requests, each
+    first come, first served."""
 
     def __init__(self, limit: int, largest: int) -> None:
         """`largest`: the most one body may weigh, at most `limit`."""
@@ -28,7 +36,8 @@ class ByteBudget:
         self.used = 0
         # Never above the largest body, so a reservation of it always fits in the end.
         self.estimate = float(min(FIRST_GUESS, largest))
-        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._answered: deque[_Waiter] = deque()
+        self._requests: deque[_Waiter] = deque()
 
     def hold(self) -> Held:
         """An empty holding, to be sized with `Held.fit`, given back when its block ends."""
@@ -38,36 +47,42 @@ class ByteBudget:
         """A body of `size` bytes was read: the next downloads reserve more like it."""
         self.estimate += LEARNING * (size - self.estimate)
 
-    async def _take(self, size: int) -> None:
-        if not self._waiting and self.used + size <= self.limit:
-            self._grant(size)
+    async def _take(self, size: int, *, answered: bool, returned: int) -> None:
+        """Hold `size` more bytes once they fit, after giving back `returned`: both in one
+        step, so that whoever waits behind this holder cannot take what it gave back."""
+        self.used -= returned
+        queued_ahead = bool(self._answered) or (not answered and bool(self._requests))
+        if not queued_ahead and self.used + size <= self.limit:
+            self.used += size
+            metrics.FETCH_BYTES_IN_FLIGHT.set(self.used)
             return
+        waiting = self._answered if answered else self._requests
         entry = (size, asyncio.get_running_loop().create_future())
-        self._waiting.append(entry)
+        waiting.append(entry)
+        self._wake()
         try:
             await entry[1]
         except asyncio.CancelledError:
             if entry[1].cancelled():
-                self._waiting.remove(entry)
+                waiting.remove(entry)
             else:  # granted, then cancelled before it could be used
-                self._give(size)
+                self.used -= size
             self._wake()
             raise
 
     def _give(self, size: int) -> None:
         self.used -= size
-        metrics.FETCH_BYTES_IN_FLIGHT.set(self.used)
         self._wake()
 
-    def _grant(self, size: int) -> None:
-        self.used += size
-        metrics.FETCH_BYTES_IN_FLIGHT.set(self.used)
-
     def _wake(self) -> None:
-        while self._waiting and self.used + self._waiting[0][0] <= self.limit:
-            size, future = self._waiting.popleft()
-            self._grant(size)
-            future.set_result(None)
+        for waiting in (self._answered, self._requests):
+            while waiting and self.used + waiting[0][0] <= self.limit:
+                size, future = waiting.popleft()
+                self.used += size
+                future.set_result(None)
+            if waiting:  # nobody passes the first who waits for room
+                break
+        metrics.FETCH_BYTES_IN_FLIGHT.set(self.used)
 
 
 class Held:
@@ -77,14 +92,15 @@ class Held:
         self._budget = budget
         self.size = 0
 
-    async def fit(self, size: int) -> None:
+    async def fit(self, size: int, *, answered: bool = False) -> None:
         """Hold `size` bytes from now on. Growing waits until they fit, holding nothing
-        meanwhile: whoever waits holds nothing, so waiting never deadlocks."""
+        meanwhile: whoever waits holds nothing, so waiting never deadlocks. `answered`:
+        the body is on its way (its host answered), so it goes before requests."""
         if size <= self.size:
             self._budget._give(self.size - size)
         else:
-            self.release()
-            await self._budget._take(size)
+            returned, self.size = self.size, 0
+            await self._budget._take(size, answered=answered, returned=returned)
         self.size = size
 
     def release(self) -> None:

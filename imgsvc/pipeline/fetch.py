@@ -154,7 +154,7 @@ class Fetcher:
                     if response.status in REDIRECTS and "Location" in response.headers:
                         return url.join(_parse_url(response.headers["Location"]))
                     if headers and response.status == NOT_MODIFIED:
-                        await held.fit(0)  # no body
+                        await held.fit(0, answered=True)  # no body
                         return Download(None, _validators(response) or known)
                     self._check_status(url, response)
                     body = await self._read(response, held, clock)
@@ -206,7 +206,7 @@ class Fetcher:
         # A compressed body is counted after decompression: it may weigh up to the limit.
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         with _untimed(clock):
-            await held.fit(limit if declared is None or encoded else declared)
+            await held.fit(limit if declared is None or encoded else declared, answered=True)
         chunks, size = [], 0
         async for chunk in response.content.iter_any():
             size += len(chunk)
@@ -214,7 +214,7 @@ class Fetcher:
                 raise FetchError("too_large", _too_large(limit))
             chunks.append(chunk)
         self._budget.learn(size)
-        await held.fit(size)
+        await held.fit(size, answered=True)
         return b"".join(chunks)
 
 

@@ -1,5 +1,5 @@
 """Bytes in flight, as an operator sees them on /metrics: image bodies held from download to
-compressed never weigh more than IMGSVC_FETCH_BYTES."""
+compressed never weigh more than IMGSVC_FETCH_BYTES; and who gets room first."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from imgsvc.pipeline.budget import ByteBudget
 
 from ..conftest import ImageHost, Service, running_service, settings_for
 
@@ -53,3 +55,23 @@ async def test_bodies_held_never_weigh_more_than_the_bound(
     assert max(seen) <= bound
     assert max(seen) >= 3 * len(body)  # the bound, not something else, held them back
     assert seen[-1] == 0
+
+
+async def test_a_body_on_its_way_gets_room_before_requests_not_yet_sent() -> None:
+    budget = ByteBudget(10, 10)
+    compressing, answered, unsent = budget.hold(), budget.hold(), budget.hold()
+    await compressing.fit(5)
+    await answered.fit(5)  # what its request reserved; the full budget holds the next one
+    sending = asyncio.create_task(unsent.fit(5))
+    await asyncio.sleep(0)
+    # The host announces one byte more than was reserved: what the body gives back to
+    # grow is not taken by the request waiting before it.
+    growing = asyncio.create_task(answered.fit(6, answered=True))
+    await asyncio.sleep(0)
+    assert (sending.done(), growing.done()) == (False, False)
+    compressing.release()
+    await growing
+    assert (budget.used, sending.done()) == (6, False)
+    answered.release()
+    await sending
+    assert budget.used == 5

@@ -36,11 +36,14 @@ async def test_a_host_never_sees_more_connections_than_the_limit(
     tmp_path: Path, image_host: ImageHost
 ) -> None:
     answering: set[str] = set()
+    peers: set[tuple[str, int]] = set()  # each connection's client address and port
     most_requests = most_connections = 0
 
     async def slow(request: web.Request) -> web.Response:
         nonlocal most_requests, most_connections
         answering.add(request.path)
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
         # Sockets the host has open right now, idle keep-alive ones included.
         sockets = image_host.server.runner.server.connections  # type: ignore[union-attr]
         most_connections = max(most_connections, len(sockets))
@@ -56,6 +59,7 @@ async def test_a_host_never_sees_more_connections_than_the_limit(
     assert final["progress"]["succeeded_images"] == 24
     assert most_connections <= 3
     assert most_requests == 3  # the limit was reached: the images were fetched side by side
+    assert len(peers) == 3  # and kept alive: a far host's handshake is paid once a connection
 
 
 async def test_a_host_asking_for_a_pause_gets_it_while_others_go_on(
