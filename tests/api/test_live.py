@@ -334,6 +334,29 @@ async def test_request_id_is_echoed_or_made(service: Service) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", made)
 
 
+async def test_polls_are_logged_at_debug_and_changes_and_errors_at_info(
+    service: Service, image_host: ImageHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="imgsvc.http")
+    url = image_host.add("/a.jpg", jpeg_bytes(40, 30))
+    _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
+    job_id = answer["request_id"]
+    await service.wait(job_id)
+    await read_events(service, job_id)
+    await service.get("/api/status/nope")
+    expected = {
+        "POST /api/upload 202": logging.INFO,
+        f"GET /api/status/{job_id} 200": logging.DEBUG,
+        f"GET /api/events/{job_id} 200": logging.DEBUG,
+        "GET /api/status/nope 404": logging.INFO,
+    }
+    async with asyncio.timeout(5):  # each line is written once its answer has been sent
+        while not expected.keys() <= {r.getMessage() for r in caplog.records}:
+            await asyncio.sleep(0.01)
+    levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "imgsvc.http"}
+    assert {line: levels[line] for line in expected} == expected
+
+
 def test_json_log_lines_carry_the_request_and_job_ids() -> None:
     record = logging.LogRecord("imgsvc.jobs", logging.INFO, __file__, 1, "job %s ended", ("j1",),
                                None)  # fmt: skip
