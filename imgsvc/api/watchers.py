@@ -29,12 +29,14 @@ class JobWatchers:
         for a job nobody watches yet, its first read. A stream opening on the job just
         after this call is handed the same read, not a new one."""
         watch = self._watch(job_id)
-        watch.watchers += 1  # holds the watch until its first read, should that read fail
-        try:
-            if not watch.reads:
-                await watch.next_read.wait()
-        finally:
-            watch.watchers -= 1
+        if not watch.reads:
+            watch.watchers += 1
+            try:
+                await watch.next_read.wait()  # its first read, or that read's failure
+            finally:
+                watch.watchers -= 1
+        if not watch.reads:  # read here, so that this request fails as the database does
+            return await self._db.get_job_and_owner(job_id)
         return None if watch.job is None else (watch.job, watch.owner)
 
     async def follow(self, job_id: str) -> AsyncIterator[Job | None]:
@@ -45,7 +47,7 @@ class JobWatchers:
         seen = 0
         try:
             while True:
-                if watch.reads == seen:
+                while watch.reads == seen:
                     await watch.next_read.wait()
                 seen = watch.reads
                 yield watch.job
@@ -85,9 +87,9 @@ class JobWatchers:
             found = await self._db.get_job_and_owner(job_id)
         except Exception:  # the streams wait for the next read rather than end
             log.exception("could not read job %s for its watchers", job_id)
-            return
-        watch.job, watch.owner = found or (None, None)
-        watch.reads += 1
+        else:
+            watch.job, watch.owner = found or (None, None)
+            watch.reads += 1
         done, watch.next_read = watch.next_read, asyncio.Event()
         done.set()
 
