@@ -19,12 +19,18 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import paths
+
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 JOB_ID: ContextVar[str | None] = ContextVar("job_id", default=None)
 
 # A client's own id is kept when it is safe to write into logs and headers.
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-QUIET_PATHS = ("/livez", "/readyz", "/metrics")  # probes and scrapes: logged at debug
+QUIET_PATHS = (paths.LIVEZ, paths.READYZ, paths.METRICS)  # probes and scrapes: logged at debug
+# Reads a client repeats or many clients make at once (status polls, event streams): at
+# debug when answered, as 20 pollers would fill the log, and the line cost a tenth of a
+# poll; an error answer still shows at info.
+POLLED_PREFIXES = tuple(p.removesuffix("{request_id}") for p in (paths.STATUS, paths.EVENTS))
 # Attributes every record has, and uvicorn's terminal-coloured copy of its message.
 RECORD_FIELDS = {*vars(logging.makeLogRecord({})), "color_message"}
 
@@ -109,11 +115,20 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = scope["path"]
-            log.log(
-                logging.DEBUG if path in QUIET_PATHS else logging.INFO,
-                "%s %s %d", scope["method"], path, status,
-                extra={"method": scope["method"], "path": path, "status": status,
-                       "duration_ms": round(1000 * (time.perf_counter() - started), 1)},
-            )  # fmt: skip
+            method, path = scope["method"], scope["path"]
+            level = access_level(method, path, status)
+            if log.isEnabledFor(level):
+                log.log(
+                    level, "%s %s %d", method, path, status,
+                    extra={"method": method, "path": path, "status": status,
+                           "duration_ms": round(1000 * (time.perf_counter() - started), 1)},
+                )  # fmt: skip
             REQUEST_ID.reset(token)
+
+
+def access_level(method: str, path: str, status: int) -> int:
+    """The level of a request's log line: debug for probes, scrapes and answered polls
+    (status, events), info for everything else, every request that changes a job and
+    every error among them."""
+    polled = method in ("GET", "HEAD") and path.startswith(POLLED_PREFIXES) and status < 400
+    return logging.DEBUG if polled or path in QUIET_PATHS else logging.INFO

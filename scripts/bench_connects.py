@@ -1,7 +1,8 @@
 """The bench's `connects` section: GET /api/status latency on a running job before, while
 and after 300 event streams connect to it at once. It tells the cost of the streams being
-open (the watchers section's fan-out) from the cost of their arrival: each new stream's
-request reads the job once, and 300 of them arrive in the same instant."""
+open (the watchers section's fan-out) from the cost of their arrival: 300 requests in the
+same instant, each checking the job (from the job's shared watch, one read for them all)
+and setting up its stream."""
 
 from __future__ import annotations
 
@@ -59,8 +60,10 @@ async def connects(bench: Bench) -> list[Row]:
         ],
         f"with {STREAMS} streams open": [d for t, d in timings if t >= opened + ARRIVAL],
     }
+    # On a loaded machine one poll can outlast the streams' arrival: none starts within it.
     return [
         (f"GET /api/status p50 / p99 {name}",
-         f"{percentile(found, 0.5):.1f} / {percentile(found, 0.99):.1f} ms ({len(found)} polls)")
+         f"{percentile(found, 0.5):.1f} / {percentile(found, 0.99):.1f} ms ({len(found)} polls)"
+         if found else "no poll started")
         for name, found in phases.items()
     ]  # fmt: skip

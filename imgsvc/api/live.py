@@ -8,7 +8,8 @@ The job runner commits progress in batches about every half second, so reading t
 row at that pace shows every step a person could see. Each process reads a watched job
 once per interval and fans the read out to every stream on it, so the cost grows with the
 jobs watched, not the watchers, and it works the same for a job run by another process
-sharing the database.
+sharing the database. A stream's opening check of the job (is it there, may this caller
+see it) is served from the same shared read.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ..errors import not_found
 from ..models import Job
 from ..pipeline import archive
+from .auth import request_owner
 from .payloads import links, status_object
 from .services import ended_job, job_of, services_of
 from .watchers import POLL_INTERVAL, JobWatchers
@@ -98,10 +101,23 @@ async def progress_events(
         quiet += interval
 
 
+async def watched_job(request: Request, watchers: JobWatchers) -> Job:
+    """The job named by the path, if the caller may see it, as its watchers last read it:
+    300 streams opening on a job at once cost one read of it, not 300 reads queued ahead
+    of every other request's. The owner comes with that read, so with API keys on another
+    key's job is "not found" here too."""
+    found = await watchers.latest(request.path_params["request_id"])
+    owner = request_owner(request)
+    if found is None or (owner is not None and found[1] != owner):
+        raise not_found("the request id")
+    return found[0]
+
+
 async def progress(request: Request) -> Response:
-    job = await job_of(request)
+    watchers = services_of(request).watchers
+    job = await watched_job(request, watchers)
     return EventSourceResponse(
-        progress_events(services_of(request).watchers, job.id),
+        progress_events(watchers, job.id),
         # The library adds X-Accel-Buffering: no, so that proxies (nginx) pass each event
         # on as it comes; no-cache rather than its no-store, as the stream always said.
         headers={"Cache-Control": "no-cache"},

@@ -70,6 +70,10 @@ class Database(Protocol):
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job | None:
         """A job by id; with `owner`, only if that owner created it."""
 
+    async def get_job_and_owner(self, job_id: str) -> tuple[Job, str | None] | None:
+        """A job by id with its owner (None for a job made with API keys off): one read
+        whose owner is then checked against every caller watching the job."""
+
     async def list_jobs(
         self, offset: int, limit: int, *, owner: str | None = None
     ) -> tuple[list[Job], int]:

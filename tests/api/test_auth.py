@@ -109,7 +109,8 @@ async def test_a_job_is_visible_only_to_its_key(keyed: Service, image_host: Imag
     mine = await upload_as(keyed, ALICE, url)
     theirs = await upload_as(keyed, BOB, url)
     job_id = mine["request_id"]
-    for path in (f"/api/status/{job_id}", f"/api/details/{job_id}", f"/api/download/{job_id}"):
+    for kind in ("status", "details", "download", "events"):
+        path = f"/api/{kind}/{job_id}"
         status, body = await keyed.get(path, headers=bearer(BOB))
         assert (status, body["code"]) == (404, "not_found"), path  # as if it did not exist
     status, body = await keyed.get(f"/api/status/{job_id}", headers=bearer(ALICE))
@@ -118,6 +119,25 @@ async def test_a_job_is_visible_only_to_its_key(keyed: Service, image_host: Imag
         _, listing = await keyed.get("/api/jobs", headers=bearer(key))
         assert listing["total"] == 1
         assert [j["request_id"] for j in listing["jobs"]] == [own["request_id"]]
+
+
+async def test_another_key_cannot_join_the_streams_open_on_a_job(
+    keyed: Service, image_host: ImageHost
+) -> None:
+    url, release = image_host.held("/held.jpg", jpeg_bytes(40, 30))
+    job_id = (await upload_as(keyed, ALICE, url))["request_id"]
+    try:
+        async with keyed.client.get(
+            f"{keyed.url}/api/events/{job_id}", headers=bearer(ALICE)
+        ) as stream:
+            assert stream.status == 200
+            # Alice watches the running job, so the read a new stream checks is hers.
+            status, body = await keyed.get(f"/api/events/{job_id}", headers=bearer(BOB))
+            assert (status, body["code"]) == (404, "not_found")
+            status, _ = await keyed.get(f"/api/status/{job_id}", headers=bearer(ALICE))
+            assert status == 200
+    finally:
+        release.set()
 
 
 async def test_the_database_holds_a_hash_of_the_key_never_the_key(

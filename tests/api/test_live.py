@@ -191,17 +191,17 @@ async def test_many_streams_on_one_job_cost_one_read_of_it_per_interval_in_each_
             async with service.client.get(f"{service.url}/api/events/{job_id}") as response:
                 return [line async for line in response.content if line.startswith(b"event:")]
 
-        streams = [asyncio.create_task(watch(services[n % processes])) for n in range(STREAMS)]
-        await asyncio.sleep(0.5)  # every stream is open
+        # Counted from before the streams open: all arriving at once cost no more reads.
         before = reads()
+        streams = [asyncio.create_task(watch(services[n % processes])) for n in range(STREAMS)]
         await asyncio.sleep(WINDOW)
         during = reads() - before
         release.set()
         async with asyncio.timeout(30):
             events = await asyncio.gather(*streams)
     assert all(seen[-1] == b"event: done\n" for seen in events)
-    # Each process reads the job once per half second for all its streams, where each
-    # stream used to make its own reads.
+    # Each process reads the job once per half second for all its streams, their arrival
+    # included, where each stream used to make its own reads and one more as it opened.
     per_process = WINDOW / 0.5
     assert processes * per_process / 2 <= during <= processes * (per_process + 2), during
 
@@ -332,6 +332,29 @@ async def test_request_id_is_echoed_or_made(service: Service) -> None:
     ) as response:
         made = response.headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", made)
+
+
+async def test_polls_are_logged_at_debug_and_changes_and_errors_at_info(
+    service: Service, image_host: ImageHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="imgsvc.http")
+    url = image_host.add("/a.jpg", jpeg_bytes(40, 30))
+    _, answer = await service.upload(f"S. No.,Product Name,Input Image Urls\n1,A,{url}\n")
+    job_id = answer["request_id"]
+    await service.wait(job_id)
+    await read_events(service, job_id)
+    await service.get("/api/status/nope")
+    expected = {
+        "POST /api/upload 202": logging.INFO,
+        f"GET /api/status/{job_id} 200": logging.DEBUG,
+        f"GET /api/events/{job_id} 200": logging.DEBUG,
+        "GET /api/status/nope 404": logging.INFO,
+    }
+    async with asyncio.timeout(5):  # each line is written once its answer has been sent
+        while not expected.keys() <= {r.getMessage() for r in caplog.records}:
+            await asyncio.sleep(0.01)
+    levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "imgsvc.http"}
+    assert {line: levels[line] for line in expected} == expected
 
 
 def test_json_log_lines_carry_the_request_and_job_ids() -> None:

@@ -111,6 +111,9 @@ async def test_a_stored_job_is_found_listed_and_paged(database: Database) -> Non
     assert found == job
     assert await database.get_job(job.id, owner="owner-1") == job
     assert await database.get_job(job.id, owner="owner-2") is None
+    assert await database.get_job_and_owner(job.id) == (job, "owner-1")
+    assert await database.get_job_and_owner(other.id) == (other, None)
+    assert await database.get_job_and_owner("no-such-job") is None
     listed, total = await database.list_jobs(0, 10)
     assert total == 2
     assert [j.id for j in listed] == [other.id, job.id]  # newest first

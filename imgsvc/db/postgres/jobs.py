@@ -61,6 +61,12 @@ class JobQueries(Connections):
         rows = await self._rows(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", args)
         return job_from(rows[0]) if rows else None
 
+    async def get_job_and_owner(self, job_id: str) -> tuple[Job, str | None] | None:
+        rows = await self._rows(f"SELECT {JOB_COLUMNS}, owner FROM jobs WHERE id = %s", (job_id,))
+        if not rows:
+            return None
+        return job_from(rows[0][:-1]), rows[0][-1]
+
     async def list_jobs(
         self, offset: int, limit: int, *, owner: str | None = None
     ) -> tuple[list[Job], int]:

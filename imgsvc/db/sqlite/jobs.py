@@ -94,6 +94,15 @@ class JobQueries(Connections):
         )
         return job_from(next(iter(rows))) if rows else None
 
+    async def get_job_and_owner(self, job_id: str) -> tuple[Job, str | None] | None:
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {JOB_COLUMNS}, owner FROM jobs WHERE id = ?", (job_id,)
+        )
+        if not rows:
+            return None
+        row = next(iter(rows))
+        return job_from(row[:-1]), row[-1]
+
     async def list_jobs(
         self, offset: int, limit: int, *, owner: str | None = None
     ) -> tuple[list[Job], int]:
