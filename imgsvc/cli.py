@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -128,6 +129,8 @@ def _add_serve(commands: Any) -> None:
               "[IMGSVC_ALLOW_PRIVATE_URLS]")  # fmt: skip
     flag("--log-format", choices=["auto", "json", "text"], default="auto",
          help="log lines as JSON or text; auto: text on a terminal, else JSON")  # fmt: skip
+    flag("--log-level", choices=["debug", "info", "warning", "error"], default="info",
+         help="the least severe lines logged; debug adds probes and answered polls")  # fmt: skip
     serve.set_defaults(run=_serve)
 
 
@@ -154,7 +157,10 @@ def _serve(args: argparse.Namespace) -> None:
         check_free(settings.data_dir)
     except DataDirInUse as exc:
         sys.exit(f"imgsvc: {exc}")
-    logs.configure(None if args.log_format == "auto" else args.log_format == "json")
+    logs.configure(
+        None if args.log_format == "auto" else args.log_format == "json",
+        logging.getLevelNamesMapping()[args.log_level.upper()],
+    )
     app = create_app(settings)
     config = uvicorn.Config(
         app,

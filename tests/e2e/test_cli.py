@@ -130,7 +130,9 @@ async def test_help_reads_well() -> None:
         assert word in out
     code, out, _ = await imgsvc("serve", "--help")
     assert code == 0
-    for flag in ("--port", "--data-dir", "--public-url", "--allow-private-urls", "--log-format"):
+    flags = ("--port", "--data-dir", "--public-url", "--allow-private-urls", "--log-format",
+             "--log-level")  # fmt: skip
+    for flag in flags:
         assert flag in out
 
 
@@ -140,7 +142,7 @@ async def test_serve_takes_its_flags_and_logs_json_lines(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGSVC_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "imgsvc", "serve", "--port", str(port), "--data-dir", str(data),
-        "--public-url", "https://img.example.com/", env=env,
+        "--public-url", "https://img.example.com/", "--log-level", "debug", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -183,6 +185,9 @@ async def test_serve_takes_its_flags_and_logs_json_lines(tmp_path: Path) -> None
     assert len(lines) == len(err.decode().splitlines()), "every line is JSON"
     upload = [line for line in lines if line.get("request_id") == "upload-7"]
     assert (upload[-1]["path"], upload[-1]["status"]) == ("/api/upload", 400)
+    # --log-level debug also shows the probes, which info leaves out.
+    probe = [line for line in lines if line.get("request_id") == "probe-1"]
+    assert (probe[-1]["level"], probe[-1]["path"]) == ("debug", "/readyz")
 
 
 async def test_make_demo_runs_offline_to_the_results(tmp_path: Path) -> None:
