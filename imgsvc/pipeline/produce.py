@@ -238,8 +238,8 @@ def _storage_reason(exc: OSError) -> str:
 
 
 class Recorder:
-    """Collects image outcomes and commits them in batches, then what later jobs may reuse
-    of them (a crash in between only leaves less to reuse)."""
+    """Collects image outcomes and commits them in batches, each with what later jobs may
+    reuse of it."""
 
     def __init__(self, db: Database, job_id: str, options_key: str) -> None:
         self._db = db
@@ -266,6 +266,9 @@ class Recorder:
         async with self._lock:
             batch, self._pending = self._pending, []
             if batch:
-                await self._db.record_images(self._job_id, [p.record for p in batch])
-                remember = [p.remember for p in batch if p.remember is not None]
-                await self._db.remember_outputs(self._job_id, self._key, remember)
+                await self._db.record_images(
+                    self._job_id,
+                    [p.record for p in batch],
+                    options_key=self._key,
+                    remember=[p.remember for p in batch if p.remember is not None],
+                )
