@@ -126,8 +126,20 @@ class Database(Protocol):
     async def slice_urls(self, job_id: str, slice_no: int, after: str, limit: int) -> list[str]:
         """A page of the distinct pending URLs of one slice of a job, in order, after `after`."""
 
-    async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
-        """Store how URLs ended, for every pending occurrence, and update the job's counters."""
+    async def record_images(
+        self,
+        job_id: str,
+        records: Iterable[ImageRecord],
+        *,
+        options_key: str = "",
+        remember: Iterable[EarlierOutput] = (),
+    ) -> None:
+        """Store how URLs ended, for every pending occurrence, and update the job's counters.
+
+        In the same transaction, make the outputs in `remember` the ones later jobs of this
+        job's owner with the options `options_key` (JobOptions.output_key) reuse, each in
+        place of what was remembered for its URL. They are forgotten when the job is
+        deleted, as its files go with it."""
 
     # Reuse across jobs
 
@@ -136,13 +148,6 @@ class Database(Protocol):
     ) -> dict[str, EarlierOutput]:
         """What jobs of this job's owner made from these URLs with the options `options_key`
         (JobOptions.output_key), by URL; in one query for a slice's page of URLs."""
-
-    async def remember_outputs(
-        self, job_id: str, options_key: str, outputs: Iterable[EarlierOutput]
-    ) -> None:
-        """Make these outputs of a job the ones later jobs of its owner with the same
-        options reuse, each in place of what was remembered for its URL. They are
-        forgotten when the job is deleted, as its files go with it."""
 
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str

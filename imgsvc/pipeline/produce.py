@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import BinaryIO
 
 from .. import metrics
 from ..db import Database
@@ -22,7 +25,7 @@ from .budget import Held
 from .fetch import UNKNOWN, Download, Fetcher, FetchError
 from .finish import StorageFailure
 from .refusals import Refusals
-from .reuse import Produced, reuse, sha256_hex
+from .reuse import Produced, SameBytes, reuse, sha256_hex
 
 PAGE_SIZE = 500  # URLs of a slice read at a time
 FLUSH_INTERVAL = 0.5  # seconds; progress is visible within about this long
@@ -147,18 +150,13 @@ class SliceRun:
             return Produced(ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message))
         data = download.body
         assert data is not None  # an unconditional request has a body
-        loop = asyncio.get_running_loop()
-        digest = await loop.run_in_executor(self._p.pool, sha256_hex, data)
-        if (
-            earlier is not None
-            and digest == earlier.sha256  # the same bytes again
-            and (reused := await self._reuse(earlier, name, download.validators))
-        ):
-            return reused
-        record = await self._encode(url, name, data)
-        if record.status is not ImageStatus.SUCCEEDED:
-            return Produced(record)
-        return Produced(record, EarlierOutput(download.validators, digest, record))
+        try:
+            return await self._encode(url, name, data, download.validators, earlier)
+        except SameBytes:  # the same bytes again
+            assert earlier is not None
+            if reused := await self._reuse(earlier, name, download.validators):
+                return reused
+            return await self._encode(url, name, data, download.validators, None)
 
     async def _fetch(self, url: str, known: Validators, held: Held) -> Download:
         with metrics.FETCH_SECONDS.time():
@@ -172,23 +170,39 @@ class SliceRun:
         except OSError as exc:
             raise StorageFailure(_storage_reason(exc)) from exc
 
-    async def _encode(self, url: str, name: str, data: bytes) -> ImageRecord:
+    async def _encode(
+        self,
+        url: str,
+        name: str,
+        data: bytes,
+        validators: Validators,
+        earlier: EarlierOutput | None,
+    ) -> Produced:
+        """The image made from `data`, remembered with the body's SHA-256, both computed in
+        one trip to the Pillow pool; SameBytes, nothing stored, if `earlier` came from them."""
         sizes = self._job.options.sizes
         names = output_names(name, sizes)
         encode = partial(
-            compress.compress_sizes,
+            _hashed_compress,
             data,
+            earlier.sha256 if earlier else None,
             options=self._options,
             sizes=sizes,
             max_pixels=self._p.max_pixels,
         )
+        started = time.perf_counter()  # not on SameBytes: nothing was compressed then
         try:
-            with metrics.COMPRESS_SECONDS.time():
-                results, stored = await self._p.storage.put_images(names, encode, self._p.pool)
+            (digest, results), stored = await self._p.storage.put_images(
+                names, encode, self._p.pool
+            )
         except compress.ImageError as exc:
-            return ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
+            metrics.COMPRESS_SECONDS.observe(time.perf_counter() - started)
+            return Produced(
+                ImageRecord(url, ImageStatus.FAILED, None, exc.code, exc.message, len(data))
+            )
         except OSError as exc:
             raise StorageFailure(_storage_reason(exc)) from exc
+        metrics.COMPRESS_SECONDS.observe(time.perf_counter() - started)
         main = results[0]
         renditions = tuple(
             Rendition(size, sized, result.width, result.height, size_out)
@@ -196,10 +210,24 @@ class SliceRun:
                 sizes, names[1:], results[1:], stored[1:], strict=True
             )
         )
-        return ImageRecord(
+        record = ImageRecord(
             url, ImageStatus.SUCCEEDED, names[0], None, None, len(data), stored[0],
             main.width, main.height, main.kept_input, renditions=renditions,
         )  # fmt: skip
+        return Produced(record, EarlierOutput(validators, digest, record))
+
+
+def _hashed_compress(
+    data: bytes,
+    earlier: str | None,
+    outs: Sequence[BinaryIO],
+    options: compress.EncodeOptions,
+    sizes: Sequence[int],
+    max_pixels: int,
+) -> tuple[str, list[compress.ImageResult]]:
+    """The body's SHA-256 (SameBytes if it is `earlier`), then compress.compress_sizes."""
+    digest = sha256_hex(data, earlier)
+    return digest, compress.compress_sizes(data, outs, options, sizes, max_pixels)
 
 
 def _storage_reason(exc: OSError) -> str:
@@ -210,8 +238,8 @@ def _storage_reason(exc: OSError) -> str:
 
 
 class Recorder:
-    """Collects image outcomes and commits them in batches, then what later jobs may reuse
-    of them (a crash in between only leaves less to reuse)."""
+    """Collects image outcomes and commits them in batches, each with what later jobs may
+    reuse of it."""
 
     def __init__(self, db: Database, job_id: str, options_key: str) -> None:
         self._db = db
@@ -238,6 +266,9 @@ class Recorder:
         async with self._lock:
             batch, self._pending = self._pending, []
             if batch:
-                await self._db.record_images(self._job_id, [p.record for p in batch])
-                remember = [p.remember for p in batch if p.remember is not None]
-                await self._db.remember_outputs(self._job_id, self._key, remember)
+                await self._db.record_images(
+                    self._job_id,
+                    [p.record for p in batch],
+                    options_key=self._key,
+                    remember=[p.remember for p in batch if p.remember is not None],
+                )

@@ -27,9 +27,17 @@ class Produced:
     remember: EarlierOutput | None = None
 
 
-def sha256_hex(data: bytes) -> str:
-    """The digest that says two downloads brought the same bytes (run it in a thread)."""
-    return hashlib.sha256(data).hexdigest()
+class SameBytes(Exception):
+    """The body has the SHA-256 of the one an earlier output was made from."""
+
+
+def sha256_hex(data: bytes, earlier: str | None = None) -> str:
+    """The digest that says two downloads brought the same bytes; SameBytes if it is
+    `earlier`. Run it in a thread (hashlib releases the GIL for a body)."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest == earlier:
+        raise SameBytes
+    return digest
 
 
 async def reuse(

@@ -448,9 +448,16 @@ async def owned_job(db: Database, owner: str | None, *urls: str) -> Job:
     return job
 
 
+async def remember(db: Database, job: Job, options_key: str, *outputs: EarlierOutput) -> None:
+    """Record the outcomes of `outputs` in `job`, remembered for its options `options_key`."""
+    await db.record_images(
+        job.id, [o.outcome for o in outputs], options_key=options_key, remember=outputs
+    )
+
+
 async def test_earlier_outputs_are_found_per_owner_and_options(database: Database) -> None:
     first = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
-    await database.remember_outputs(first.id, "key-1", [earlier("http://h/a")])
+    await remember(database, first, "key-1", earlier("http://h/a"))
     rerun = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
     stranger = await owned_job(database, "owner-2", "http://h/a")
     open_job = await owned_job(database, None, "http://h/a")
@@ -466,19 +473,19 @@ async def test_earlier_outputs_are_found_per_owner_and_options(database: Databas
 
     # The latest output of a URL is the one remembered, with its job.
     changed = replace(earlier("http://h/a", "bb", None), outcome=succeeded("http://h/a"))
-    await database.remember_outputs(rerun.id, "key-1", [changed, earlier("http://h/b")])
+    await remember(database, rerun, "key-1", changed, earlier("http://h/b"))
     found = await database.earlier_outputs(first.id, "key-1", urls)
     assert found == {"http://h/a": changed, "http://h/b": earlier("http://h/b")}
-    await database.remember_outputs(open_job.id, "key-1", [earlier("http://h/a")])
+    await remember(database, open_job, "key-1", earlier("http://h/a"))
     other_open = await owned_job(database, None, "http://h/a")
     assert list(await database.earlier_outputs(other_open.id, "key-1", urls)) == ["http://h/a"]
 
 
 async def test_earlier_outputs_go_with_the_job_that_made_them(database: Database) -> None:
     first = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
-    await database.remember_outputs(first.id, "key", [earlier("http://h/a"), earlier("http://h/b")])
+    await remember(database, first, "key", earlier("http://h/a"), earlier("http://h/b"))
     rerun = await owned_job(database, "owner-1", "http://h/a", "http://h/b")
-    await database.remember_outputs(rerun.id, "key", [earlier("http://h/b", "cc")])
+    await remember(database, rerun, "key", earlier("http://h/b", "cc"))
     for job in (first, rerun):
         await database.record_images(job.id, [succeeded("http://h/a"), succeeded("http://h/b")])
         assert await database.finish_job(job.id, JobStatus.COMPLETED, "", lambda j: None)

@@ -255,6 +255,26 @@ async def test_the_same_bytes_from_a_host_without_validators_are_reused(
         assert len(await results_images(service, second["request_id"])) == 6
 
 
+@pytest.mark.parametrize("validators", [True, False], ids=["304", "same-bytes"])
+async def test_unchanged_images_whose_earlier_outputs_are_gone_are_made_again(
+    tmp_path: Path, validators: bool
+) -> None:
+    data = tmp_path / "data"
+    async for plain in host_of(validators):
+        catalogue = plain.catalogue(3)
+        async with running_service(settings_for(data)) as running:
+            await run(running, catalogue)
+            for image in (data / "images").glob("*/*"):
+                image.unlink()  # an operator cleared the outputs: nothing is left to reuse
+            before = await encodes(running)
+
+            second = await run(running, catalogue)
+
+            assert await encodes(running) == before + 3
+            assert not any(reused(second).values())
+            assert len(await results_images(running, second["request_id"])) == 6
+
+
 async def test_the_rerun_keeps_its_images_when_retention_removes_the_first_job(
     tmp_path: Path, host: CatalogueHost
 ) -> None:

@@ -25,7 +25,14 @@ class ImageQueries(Connections):
         )
         return [r[0] for r in rows]
 
-    async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
+    async def record_images(
+        self,
+        job_id: str,
+        records: Iterable[ImageRecord],
+        *,
+        options_key: str = "",
+        remember: Iterable[EarlierOutput] = (),
+    ) -> None:
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
         reused = 0
         values: list[tuple[Any, ...]] = [
@@ -70,6 +77,18 @@ class ImageQueries(Connections):
             ended = await cursor.fetchone()
             assert ended is not None
             await update_counters(db, job_id, changed, reused, ended[0])
+            # After the job's lock, and in URL order: two jobs of one owner remembering the
+            # same URLs at once take their row locks in the same order, so neither waits on
+            # the other in a deadlock.
+            ordered = sorted(remember, key=lambda o: o.outcome.url)
+            remembered = [(job_id, options_key, job_id, *earlier_values(o)) for o in ordered]
+            if remembered:
+                await cursor.executemany(
+                    f"INSERT INTO earlier_outputs (owner, options_key, job_id, "
+                    f"{EARLIER_COLUMNS}) VALUES ({JOB_OWNER}, "
+                    f"{', '.join(['%s'] * (len(remembered[0]) - 1))}) " + EARLIER_UPSERT,
+                    remembered,
+                )
 
     async def earlier_outputs(
         self, job_id: str, options_key: str, urls: Collection[str]
@@ -82,23 +101,6 @@ class ImageQueries(Connections):
             (job_id, options_key, list(urls)),
         )
         return {output.outcome.url: output for output in map(earlier_from, rows)}
-
-    async def remember_outputs(
-        self, job_id: str, options_key: str, outputs: Iterable[EarlierOutput]
-    ) -> None:
-        # In URL order: two jobs of one owner remembering the same URLs at once take their
-        # row locks in the same order, so neither waits on the other in a deadlock.
-        ordered = sorted(outputs, key=lambda o: o.outcome.url)
-        values = [(job_id, options_key, job_id, *earlier_values(o)) for o in ordered]
-        if not values:
-            return
-        async with self._transaction() as db, db.cursor() as cursor:
-            await cursor.executemany(
-                f"INSERT INTO earlier_outputs (owner, options_key, job_id, {EARLIER_COLUMNS}) "
-                f"VALUES ({JOB_OWNER}, {', '.join(['%s'] * (len(values[0]) - 1))}) "
-                + EARLIER_UPSERT,
-                values,
-            )
 
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str

@@ -26,7 +26,14 @@ class ImageQueries(Connections):
         )
         return [r[0] for r in rows]
 
-    async def record_images(self, job_id: str, records: Iterable[ImageRecord]) -> None:
+    async def record_images(
+        self,
+        job_id: str,
+        records: Iterable[ImageRecord],
+        *,
+        options_key: str = "",
+        remember: Iterable[EarlierOutput] = (),
+    ) -> None:
         changed = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0, ImageStatus.CANCELLED: 0}
         reused = 0
         urls: set[str] = set()
@@ -81,6 +88,14 @@ class ImageQueries(Connections):
                 (json.dumps([seq for (seq,) in touched]), job_id, ImageStatus.PENDING),
             )
             await update_counters(db, job_id, changed, reused, next(iter(ended))[0])
+            remembered = [(job_id, options_key, job_id, *earlier_values(o)) for o in remember]
+            if remembered:
+                await db.executemany(
+                    f"INSERT INTO earlier_outputs (owner, options_key, job_id, "
+                    f"{EARLIER_COLUMNS}) VALUES ({JOB_OWNER}, "
+                    f"{', '.join('?' * (len(remembered[0]) - 1))}) " + EARLIER_UPSERT,
+                    remembered,
+                )
 
     async def earlier_outputs(
         self, job_id: str, options_key: str, urls: Collection[str]
@@ -93,19 +108,6 @@ class ImageQueries(Connections):
             (job_id, options_key, *urls),
         )
         return {output.outcome.url: output for output in map(earlier_from, rows)}
-
-    async def remember_outputs(
-        self, job_id: str, options_key: str, outputs: Iterable[EarlierOutput]
-    ) -> None:
-        values = [(job_id, options_key, job_id, *earlier_values(o)) for o in outputs]
-        if not values:
-            return
-        async with self._transaction() as db:
-            await db.executemany(
-                f"INSERT INTO earlier_outputs (owner, options_key, job_id, {EARLIER_COLUMNS}) "
-                f"VALUES ({JOB_OWNER}, {', '.join('?' * (len(values[0]) - 1))}) " + EARLIER_UPSERT,
-                values,
-            )
 
     async def end_pending_images(
         self, job_id: str, status: ImageStatus, code: str, message: str
