@@ -240,10 +240,11 @@ async def _stored_slices(db: aiosqlite.Connection, job_id: str, urls: set[str]) 
     """The slices of those `urls` that the job already holds."""
     if not urls:
         return {}
-    # Left to itself SQLite reads every image of the job through images_by_slice.
+    # One index search per URL, and one row: a URL repeated on every product would
+    # otherwise bring back each of its images stored so far, batch after batch.
     rows = await db.execute_fetchall(
-        "SELECT url, slice FROM images INDEXED BY images_by_url WHERE job_id = ? "
-        "AND url IN (SELECT value FROM json_each(?))",
+        "SELECT value, (SELECT slice FROM images INDEXED BY images_by_url WHERE job_id = ? "
+        "AND url = value LIMIT 1) FROM json_each(?)",
         (job_id, json.dumps(list(urls))),
     )
-    return {str(row[0]): int(row[1]) for row in rows}
+    return {str(url): int(slice_no) for url, slice_no in rows if slice_no is not None}
