@@ -7,8 +7,9 @@ Every section prints into one table:
   the ceiling measured in the same run: the same decode + encode + write by a plain
   thread pool over the same bytes, no HTTP and no database. In rounds, each service run
   between two ceiling runs; the median round is shown.
-- upload: a 100,000-row CSV: time to the 202, the latency of other requests during the
-  upload, and the service's peak memory while that job runs.
+- upload: a 100,000-row CSV on SQLite and on PostgreSQL: time to the 202, the latency of
+  other requests during the upload, and the service's peak memory while that job runs
+  (bench_upload.py).
 - rerun: an unchanged 3,000-image catalogue uploaded twice; the re-run reuses every
   output (bench_rerun.py).
 - sizes: service CPU per image with sizes=1600,800,300 against one output (bench_sizes.py).
@@ -56,7 +57,7 @@ from bench_latency import latency
 from bench_processes import processes
 from bench_rerun import rerun
 from bench_sizes import sizes
-from bench_upload import largest
+from bench_upload import largest, uploads
 from bench_watchers import watchers
 from benchkit import (
     Bench,
@@ -65,7 +66,6 @@ from benchkit import (
     Section,
     Server,
     free_port,
-    large_upload,
     percentile,
     workload_images,
 )
@@ -141,7 +141,7 @@ async def service(bench: Bench) -> list[Row]:
 
 SECTIONS: dict[str, Section] = {
     "service": service,
-    "upload": large_upload,
+    "upload": uploads,
     "rerun": rerun,
     "sizes": sizes,
     "growth": growth,

@@ -1,4 +1,8 @@
-"""The largest upload the limits allow, and how fast images refused before any download fail.
+"""Large uploads: the `--rows` CSV on each database, the largest the limits allow, and how
+fast images refused before any download fail.
+
+`upload`: the `--rows` CSV (benchkit.large_upload) on SQLite and a folder, then on
+PostgreSQL and a bucket (started as the tests start theirs, tests/backends.py).
 
 `largest`: a CSV just under IMGSVC_MAX_UPLOAD_BYTES (50 MiB), 100 URLs a row, each distinct
 and each refused without a download: IPv4 and IPv6 loopback addresses (private URLs not
@@ -6,15 +10,30 @@ allowed), IPv4 in a numeric spelling, and hosts yarl cannot read. It measures
 the time to the 202, the service's peak memory, other requests' latency meanwhile, and the
 rate at which the images are recorded as failed until the job is terminal.
 
-    python scripts/bench.py --only largest
+    python scripts/bench.py --only upload,largest
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
-from benchkit import Bench, Row, Server, free_port, percentile, poll, upload_watched
+from benchkit import (
+    Bench,
+    Row,
+    Server,
+    free_port,
+    large_upload,
+    percentile,
+    poll,
+    upload_watched,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+from tests.backends import postgres_server, s3_server
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 URLS_PER_ROW = 100
@@ -44,6 +63,18 @@ def largest_csv(limit: int) -> tuple[bytes, int]:
         lines.append(line)
         size, rows, n = size + len(line) + 1, rows + 1, n + URLS_PER_ROW
     return ("\n".join(lines) + "\n").encode(), rows
+
+
+async def uploads(bench: Bench) -> list[Row]:
+    """The `--rows` upload on SQLite and a folder, then on PostgreSQL and a bucket."""
+    on_sqlite = await large_upload(replace(bench, folder=bench.folder / "sqlite"))
+    with postgres_server() as postgres, s3_server() as s3:
+        env = s3.bucket().environ() | {"IMGSVC_DATABASE_URL": postgres.url(postgres.database())}
+        on_postgres = await large_upload(replace(bench, folder=bench.folder / "postgres"), env)
+    return [
+        (f"{measure}, SQLite / PostgreSQL", f"{sqlite} / {postgres}")
+        for (measure, sqlite), (_, postgres) in zip(on_sqlite, on_postgres, strict=True)
+    ]
 
 
 async def largest(bench: Bench) -> list[Row]:

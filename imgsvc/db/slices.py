@@ -19,7 +19,9 @@ SLICE_SIZE = 500  # distinct URLs per slice
 # hold (1.7 million), under 11% of the slots are taken, so few new URLs are looked up.
 SEEN_SLOTS = 1 << 24
 
-ImageRow = tuple[str, int, int, str, int]  # job id, product seq, position, url, slice
+# The job as its images name it: its id (PostgreSQL) or its number (SQLite).
+JobKey = str | int
+ImageRow = tuple[JobKey, int, int, str, int]  # job, product seq, position, url, slice
 
 
 class Slicer:
@@ -56,7 +58,7 @@ class Slicer:
 
     def image_rows(
         self,
-        job_id: str,
+        job: JobKey,
         first_seq: int,
         products: Sequence[Product],
         maybe_seen: set[str],
@@ -73,4 +75,4 @@ class Slicer:
                     self.distinct += 1
                     if url in maybe_seen:  # it may come again in this batch
                         stored[url] = slice_no
-                yield job_id, seq, position, url, slice_no
+                yield job, seq, position, url, slice_no

@@ -1,6 +1,8 @@
-"""Read and validate the input CSV.
+"""Read and validate the input CSV: its encoding, its header, its rows in batches.
 
 Pure and synchronous (stdlib ``csv`` only): the upload route runs it in a worker thread.
+A row's cell of URLs is checked by url_cells.py; problems are collected as csv_problems.py
+says.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ..models import Product
+from .csv_problems import MAX_PROBLEMS, CsvError, CsvProblem, Problems, fatal, show
+from .url_cells import cell_problems, split_urls
 
 __all__ = [
     "MAX_PROBLEMS",
@@ -26,7 +29,6 @@ __all__ = [
     "read_csv",
 ]
 
-MAX_PROBLEMS = 100
 # Products are handed on in batches of about this many URLs: enough that storing a batch
 # costs few round trips, few enough that an upload is never held whole as objects.
 BATCH_URLS = 20_000
@@ -43,16 +45,6 @@ _REQUIRED = (
 )
 _NOT_KEY = re.compile(r"[^a-z0-9]+")
 
-# Zero-width characters sneak in from copy-paste and are invisible in a spreadsheet.
-_BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")
-# Most URLs are plain http(s)://host/path: these patterns prove a URL, or a whole cell of
-# them, fine without the cost of urlsplit (which doubles the time to read 100,000 rows).
-_URL_CHAR = "[^\\s,\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]"
-_PORT = "[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
-_HOST = "[A-Za-z0-9][A-Za-z0-9.-]*"
-_PLAIN = f"[Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?::(?:{_PORT}))?(?:[/?#]{_URL_CHAR}*)?"
-_PLAIN_URL = re.compile(_PLAIN)
-_PLAIN_CELL = re.compile(f"[\\s,]*{_PLAIN}(?:[\\s,]+{_PLAIN})*[\\s,]*")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 # A line as csv reads it (newline=""), its break kept; the last may have none.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
@@ -102,63 +94,6 @@ class CsvStream:
 
 
 @dataclass(frozen=True)
-class CsvProblem:
-    """One thing wrong with the upload, located as precisely as we can."""
-
-    line: int | None
-    column: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, object]:
-        """The JSON shape of the problem; unknown line or column is left out."""
-        fields = {"line": self.line, "column": self.column, "message": self.message}
-        return {key: value for key, value in fields.items() if value is not None}
-
-    def describe(self) -> str:
-        """One line for a person: ``line 4, Input Image Urls: ftp://x is not …``."""
-        where = [] if self.column is None else [self.column]
-        if self.line is not None and not re.search(rf"\bline {self.line}\b", self.message):
-            where.insert(0, f"line {self.line}")
-        return f"{', '.join(where)}: {self.message}" if where else self.message
-
-
-class CsvError(Exception):
-    """The upload is not an acceptable CSV; carries every problem found (up to 100)."""
-
-    def __init__(self, detail: str, problems: list[CsvProblem]) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.problems = problems
-
-
-class _Problems:
-    """Collects problems; reading stops once MAX_PROBLEMS are held."""
-
-    def __init__(self) -> None:
-        self.items: list[CsvProblem] = []
-
-    def add(self, line: int | None, column: str | None, message: str) -> None:
-        if not self.full:
-            self.items.append(CsvProblem(line, column, message))
-
-    @property
-    def full(self) -> bool:
-        return len(self.items) >= MAX_PROBLEMS
-
-    def error(self) -> CsvError:
-        count, first = len(self.items), self.items[0].describe()
-        if count == 1:
-            detail = f"the CSV has a problem: {first}"
-        elif self.full:
-            detail = (
-                f"the CSV has at least {count} problems (only these are listed); the first: {first}"
-            )
-        else:
-            detail = f"the CSV has {count} problems; the first: {first}"
-        return CsvError(detail, self.items)
-
-
-@dataclass(frozen=True)
 class _Layout:
     """Where the columns are, in the raw row and in the cells we keep."""
 
@@ -174,7 +109,7 @@ class _Layout:
 def read_csv(data: bytes, limits: CsvLimits) -> CsvStream:
     """Decode an uploaded CSV and read its header; raise CsvError when either is wrong."""
     text = _decode(data)
-    problems = _Problems()
+    problems = Problems()
     csv.field_size_limit(limits.max_field_bytes)  # process-wide; every caller sets its own
     records = _records(text, limits, problems)
     first = next(records, None)
@@ -192,23 +127,17 @@ def parse_csv(data: bytes, limits: CsvLimits) -> ParsedCsv:
     return ParsedCsv(stream.header, [p for batch in stream.batches for p in batch])
 
 
-def _fatal(line: int | None, message: str) -> CsvError:
-    problems = _Problems()
-    problems.add(line, None, message)
-    return problems.error()
-
-
 def _decode(data: bytes) -> str:
     """UTF-8 text without BOM, or a CsvError with the one problem that stops everything."""
     if not data.removeprefix(codecs.BOM_UTF8):
-        raise _fatal(None, "the file is empty")
+        raise fatal(None, "the file is empty")
     wide = _wide_encoding(data)
     if wide:
-        raise _fatal(None, f"the file is {wide}, not UTF-8; save it as UTF-8 (CSV UTF-8)")
+        raise fatal(None, f"the file is {wide}, not UTF-8; save it as UTF-8 (CSV UTF-8)")
     nul = data.find(b"\x00")
     if nul >= 0:
         line = _line_at(data, nul)
-        raise _fatal(line, f"line {line} contains a NUL byte; the file looks binary, not CSV")
+        raise fatal(line, f"line {line} contains a NUL byte; the file looks binary, not CSV")
     body = data.removeprefix(codecs.BOM_UTF8)
     try:
         return body.decode("utf-8")
@@ -218,7 +147,7 @@ def _decode(data: bytes) -> str:
             f"line {line} is not valid UTF-8 (byte 0x{body[exc.start]:02X}); save the file"
             " as UTF-8 (it may be Windows-1252 or Latin-1)"
         )
-        raise _fatal(line, message) from None
+        raise fatal(line, message) from None
 
 
 def _wide_encoding(data: bytes) -> str | None:
@@ -242,7 +171,7 @@ def _line_at(data: bytes, index: int) -> int:
     return len(_LINE_BREAK.findall(data, 0, index)) + 1
 
 
-def _records(text: str, limits: CsvLimits, problems: _Problems) -> Iterator[tuple[int, list[str]]]:
+def _records(text: str, limits: CsvLimits, problems: Problems) -> Iterator[tuple[int, list[str]]]:
     """Non-blank records with the line each starts on; a csv error is recorded and ends it."""
     reader = csv.reader(_lines(text))
     start = end = 0
@@ -291,7 +220,7 @@ def _size(count: int) -> str:
     return f"{count // 1024} KiB" if count % 1024 == 0 else f"{count:,} bytes"
 
 
-def _layout(line: int, header: list[str], problems: _Problems) -> _Layout | None:
+def _layout(line: int, header: list[str], problems: Problems) -> _Layout | None:
     """Locate the required columns; record what is wrong with the header and give None."""
     while header and not header[-1].strip():
         header = header[:-1]  # a trailing comma would otherwise swallow spilled URLs
@@ -320,7 +249,7 @@ def _layout(line: int, header: list[str], problems: _Problems) -> _Layout | None
 
 def _missing_message(line: int, missing: list[str], header: list[str]) -> str:
     names = ", ".join(f'"{name}"' for name in missing)
-    shown = ", ".join(f'"{_show(cell, 40)}"' for cell in header[:20])
+    shown = ", ".join(f'"{show(cell, 40)}"' for cell in header[:20])
     message = f"the header on line {line} lacks the required column(s) {names}; found: {shown}"
     if any(cell.strip().lower().startswith(("http://", "https://")) for cell in header):
         message += "; the first row looks like data, and the file needs a header row"
@@ -331,7 +260,7 @@ def _batches(
     records: Iterator[tuple[int, list[str]]],
     layout: _Layout,
     limits: CsvLimits,
-    problems: _Problems,
+    problems: Problems,
 ) -> Iterator[list[Product]]:
     batch: list[Product] = []
     rows = urls = 0
@@ -363,7 +292,7 @@ def _batches(
 
 
 def _product(
-    line: int, row: list[str], layout: _Layout, limits: CsvLimits, problems: _Problems
+    line: int, row: list[str], layout: _Layout, limits: CsvLimits, problems: Problems
 ) -> Product:
     cells = _cells(row, layout)
     serial, name = cells[layout.serial].strip(), cells[layout.name].strip()
@@ -372,9 +301,10 @@ def _product(
     if not name:
         problems.add(line, layout.header[layout.name], "the product name is empty")
     cell = cells[layout.urls]
-    # str.split() and re's \s agree on what whitespace is; URLs are split on both and ",".
-    urls = tuple(cell.replace(",", " ").split())
-    _check_urls(line, cell, urls, layout.header[layout.urls], limits, problems)
+    urls = split_urls(cell)
+    column = layout.header[layout.urls]
+    for message in cell_problems(cell, urls, limits.max_urls_per_row, limits.max_url_length):
+        problems.add(line, column, message)
     return Product(line, serial, name, urls, tuple(cells))
 
 
@@ -392,61 +322,3 @@ def _cells(row: list[str], layout: _Layout) -> list[str]:
     if layout.drop:
         row = [cell for i, cell in enumerate(row) if i not in layout.drop]
     return row
-
-
-def _check_urls(
-    line: int,
-    cell: str,
-    urls: tuple[str, ...],
-    column: str,
-    limits: CsvLimits,
-    problems: _Problems,
-) -> None:
-    if not urls:
-        problems.add(line, column, "the row has no image URLs")
-    elif len(urls) > limits.max_urls_per_row:
-        limit = limits.max_urls_per_row
-        problems.add(
-            line,
-            column,
-            f"the row has {len(urls):,} image URLs; the limit is {limit:,} "
-            "(IMGSVC_MAX_URLS_PER_ROW)",
-        )
-    if max(map(len, urls), default=0) <= limits.max_url_length and _PLAIN_CELL.fullmatch(cell):
-        return
-    for url in urls:
-        why = _url_problem(url, limits.max_url_length)
-        if why:
-            problems.add(line, column, why)
-
-
-def _url_problem(url: str, max_length: int) -> str | None:
-    """Why ``url`` cannot be fetched, or None when it is a plausible http(s) URL."""
-    if len(url) > max_length:
-        return f"{_show(url)} is {len(url):,} characters long; the limit is {max_length:,}"
-    return None if _PLAIN_URL.fullmatch(url) else _unusual_url_problem(url)
-
-
-def _unusual_url_problem(url: str) -> str | None:
-    if _BAD_CHAR.search(url):
-        return f"{_show(url)} contains a control or invisible character"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - reading it is what checks the port
-    except ValueError as exc:
-        return f"{_show(url)} is not a valid URL ({exc})"
-    if parts.scheme not in ("http", "https"):  # urlsplit lowercases the scheme
-        hint = " (it should start with https:// or http://)" if not parts.scheme else ""
-        return f"{_show(url)} is not an http or https URL{hint}"
-    if not parts.hostname:
-        return f"{_show(url)} has no host"
-    return None
-
-
-def _show(text: str, limit: int = 80) -> str:
-    """Text short and printable enough to quote in a message; the end keeps the file name."""
-    if len(text) > limit:
-        text = f"{text[: limit - 21]}…{text[-20:]}"
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

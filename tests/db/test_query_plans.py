@@ -53,7 +53,13 @@ def plans(database: Path, statements: list[str]) -> dict[str, list[str]]:
         found = {}
         for statement in dict.fromkeys(statements):
             if statement.split(None, 1)[0].upper() in ("SELECT", "UPDATE", "DELETE", "INSERT"):
-                rows = connection.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
+                try:
+                    rows = connection.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
+                except sqlite3.OperationalError as exc:
+                    # A migration's copy into a table that a later step of it renamed.
+                    if "no such table" not in str(exc):
+                        raise
+                    continue
                 found[statement] = [row[-1] for row in rows]
         return found
     finally:
@@ -71,14 +77,14 @@ async def test_a_jobs_rows_are_found_through_indexes(
     assert len(on_rows) > 10
     for sql, step in on_rows:
         assert step.startswith("SEARCH"), (sql, step)
-        assert "job_id=?" in step, (sql, step)
+        assert "job_id=?" in step or "job_number=?" in step, (sql, step)
     # An outcome is stored for every occurrence of its URL: one index search per URL. The
     # primary key's job_id prefix, which SQLite picks when left to itself, visits every
     # image of the job for each URL: 12 ms a URL at 100,000 images, 20 minutes in all.
     by_url = [(sql, s) for sql, s in on_rows if " url = " in sql]
     assert len(by_url) >= 4  # three images that succeeded, one that failed
     for sql, step in by_url:
-        assert "USING INDEX images_by_url (job_id=? AND url=?)" in step, (sql, step)
+        assert "USING INDEX images_by_url (job_number=? AND url=?)" in step, (sql, step)
     # Earlier outputs grow with every job of an owner: a slice's page of URLs is looked up
     # by the whole key, the owner through the job's own row.
     reuse = [(sql, s) for sql, s in steps if "earlier_outputs" in sql]

@@ -159,7 +159,8 @@ def check_accounts(data: Path, acknowledged: list[str], jobs: list[str]) -> tupl
         )  # fmt: skip
         assert (status, message) == ("completed", "")
         rows = query(data, "SELECT url, status, output_name, error_code FROM images "
-                           "WHERE job_id = ? ORDER BY product_seq, position", job_id)  # fmt: skip
+                           "WHERE job_number = (SELECT number FROM jobs WHERE id = ?) "
+                           "ORDER BY product_seq, position", job_id)  # fmt: skip
         images += len(rows)
         lost += total - len(rows) + sum(r[1] not in ("succeeded", "failed") for r in rows)
         for url, image_status, output, code in rows:
@@ -171,7 +172,8 @@ def check_accounts(data: Path, acknowledged: list[str], jobs: list[str]) -> tupl
                                       sum(r[1] == "failed" for r in rows))  # fmt: skip
         assert products_done == products
         check_results(data, job_id, rows, products)
-    referenced = query(data, "SELECT output_name, COUNT(DISTINCT job_id || url) FROM images "
+    referenced = query(data, "SELECT output_name, COUNT(DISTINCT job_number || ' ' || url) "
+                             "FROM images "
                              "WHERE output_name IS NOT NULL GROUP BY output_name")  # fmt: skip
     duplicated += sum(count - 1 for _, count in referenced)
     files = image_files(data)

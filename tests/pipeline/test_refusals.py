@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from imgsvc.pipeline.fetch import Fetcher, FetchError, FetchLimits
+from imgsvc.pipeline.netguard import AddressPolicy
 from imgsvc.pipeline.parse import BATCH_URLS
+from imgsvc.pipeline.refusals import Refusals
 
 from ..conftest import running_service
 from ..security_support import Listener, allowed_image_host, guarded_settings, refused_listener
@@ -103,3 +105,20 @@ async def test_a_url_that_passes_is_downloaded_beside_refused_ones(
     images = details["products"][0]["images"]
     assert [i["error"]["code"] for i in images] == ["not_an_image", "blocked_address"]
     assert listener.connections == 0
+
+
+def test_a_verdict_holds_for_the_urls_of_one_origin_and_no_other() -> None:
+    refusals = Refusals(AddressPolicy())
+    loopback = refusals.refusal("http://127.0.0.1/a.jpg")
+    assert loopback is not None
+    assert loopback.code == "blocked_address"
+    assert refusals.refusal("http://127.0.0.1/b c.jpg?size=2#top") is loopback
+    assert refusals.refusal("http://example.com/a.jpg") is None
+    assert refusals.refusal("http://127.0.0.1.example.com/a.jpg") is None  # a name
+    for other in ("http://example.com:99999/a.jpg", "ftp://example.com/a.jpg", "/a.jpg"):
+        refused = refusals.refusal(other)
+        assert refused is not None
+        assert refused.code == "invalid_url"
+    on_port = refusals.refusal("HTTP://127.0.0.1:8080/a.jpg")
+    assert on_port is not None
+    assert on_port.code == "blocked_address"

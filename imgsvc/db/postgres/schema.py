@@ -155,6 +155,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX earlier_outputs_by_job ON earlier_outputs (job_id);
     """,
+    # Every image was also an entry of images_by_status, which no statement needs any more:
+    # a job's images of one status are found through its primary key or its slices.
+    """
+    DROP INDEX images_by_status;
+    """,
 )
 
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import aiosqlite
 
 from ...models import ImageStatus
-from .rows import NOW
+from .rows import JOB_NUMBER, NOW
 
 
 class Connections:
@@ -60,7 +60,7 @@ async def update_counters(
     if ended_products is None:
         processed = (
             "total_products - (SELECT COUNT(DISTINCT product_seq) FROM images "
-            "WHERE job_id = ? AND status = ?)"
+            f"WHERE job_number = {JOB_NUMBER} AND status = ?)"
         )
         args: tuple[object, ...] = (job_id, ImageStatus.PENDING)
     else:

@@ -13,7 +13,7 @@ from typing import Any
 from ...models import Delivery, DeliveryState, ImageStatus, JobStatus, WorkItem, WorkKind
 from ..columns import DELIVERY_COLUMNS, WORK_COLUMNS
 from .base import Connections
-from .rows import NOW, NOW_PLUS, delivery_from, seconds, work_from
+from .rows import JOB_NUMBER, NOW, NOW_PLUS, delivery_from, seconds, work_from
 
 FREE = f"(lease_until IS NULL OR lease_until < {NOW})"
 
@@ -96,7 +96,7 @@ class ClaimQueries(Connections):
         async with self._transaction() as db:
             cursor = await db.execute(
                 "DELETE FROM work WHERE id = ? AND owner = ? AND NOT EXISTS (SELECT 1 FROM "
-                "images WHERE job_id = ? AND slice = ? AND status = ? AND ? = ?)",
+                f"images WHERE job_number = {JOB_NUMBER} AND slice = ? AND status = ? AND ? = ?)",
                 (item.id, owner, item.job_id, item.slice, ImageStatus.PENDING, item.kind,
                  WorkKind.SLICE),
             )  # fmt: skip

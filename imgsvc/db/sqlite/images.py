@@ -9,7 +9,7 @@ from typing import Any
 from ...models import EarlierOutput, ImageRecord, ImageStatus, ProductRecord, WorkKind
 from ..columns import EARLIER_COLUMNS, EARLIER_UPSERT, IMAGE_COLUMNS
 from .base import Connections, update_counters
-from .rows import NOW, earlier_from, earlier_values, image_from, renditions_value
+from .rows import JOB_NUMBER, NOW, earlier_from, earlier_values, image_from, renditions_value
 
 # The owner of a job's earlier outputs: '' stands for none (API keys off).
 JOB_OWNER = "(SELECT coalesce(owner, '') FROM jobs WHERE id = ?)"
@@ -20,7 +20,8 @@ class ImageQueries(Connections):
 
     async def slice_urls(self, job_id: str, slice_no: int, after: str, limit: int) -> list[str]:
         rows = await self._reader.execute_fetchall(
-            "SELECT DISTINCT url FROM images WHERE job_id = ? AND slice = ? AND status = ? "
+            f"SELECT DISTINCT url FROM images WHERE job_number = {JOB_NUMBER} AND slice = ? "
+            "AND status = ? "
             "AND url > ? ORDER BY url LIMIT ?",
             (job_id, slice_no, ImageStatus.PENDING, after, limit),
         )
@@ -64,7 +65,8 @@ class ImageQueries(Connections):
             # with none pending afterwards are the ones this batch ends.
             touched = await db.execute_fetchall(
                 "SELECT DISTINCT product_seq FROM images INDEXED BY images_by_url "
-                "WHERE job_id = ? AND url IN (SELECT value FROM json_each(?)) AND status = ?",
+                f"WHERE job_number = {JOB_NUMBER} AND url IN (SELECT value FROM json_each(?)) "
+                "AND status = ?",
                 (job_id, json.dumps(list(urls)), ImageStatus.PENDING),
             )
             for (status, reuse), values in batches.items():
@@ -77,14 +79,15 @@ class ImageQueries(Connections):
                     "SET status = ?, output_name = ?, error_code = ?, "
                     "error_message = ?, bytes_in = ?, bytes_out = ?, width = ?, height = ?, "
                     "kept_input = ?, reused = ?, renditions = ? "
-                    "WHERE job_id = ? AND url = ? AND status = ?",
+                    f"WHERE job_number = {JOB_NUMBER} AND url = ? AND status = ?",
                     values,
                 )
                 changed[status] += cursor.rowcount
                 reused += cursor.rowcount if reuse else 0
             ended = await db.execute_fetchall(
                 "SELECT COUNT(*) FROM json_each(?) AS touched WHERE NOT EXISTS (SELECT 1 "
-                "FROM images WHERE job_id = ? AND product_seq = touched.value AND status = ?)",
+                f"FROM images WHERE job_number = {JOB_NUMBER} AND product_seq = touched.value "
+                "AND status = ?)",
                 (json.dumps([seq for (seq,) in touched]), job_id, ImageStatus.PENDING),
             )
             await update_counters(db, job_id, changed, reused, next(iter(ended))[0])
@@ -115,7 +118,7 @@ class ImageQueries(Connections):
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE images SET status = ?, error_code = ?, error_message = ? "
-                "WHERE job_id = ? AND status = ?",
+                f"WHERE job_number = {JOB_NUMBER} AND status = ?",
                 (status, code, message, job_id, ImageStatus.PENDING),
             )
             await update_counters(db, job_id, {status: cursor.rowcount})
@@ -133,7 +136,7 @@ class ImageQueries(Connections):
             return []
         first, last = products[0][0], products[-1][0]
         images = await self._reader.execute_fetchall(
-            f"SELECT product_seq, {IMAGE_COLUMNS} FROM images WHERE job_id = ? "
+            f"SELECT product_seq, {IMAGE_COLUMNS} FROM images WHERE job_number = {JOB_NUMBER} "
             "AND product_seq BETWEEN ? AND ? ORDER BY product_seq, position",
             (job_id, first, last),
         )
@@ -150,7 +153,7 @@ class ImageQueries(Connections):
     async def job_urls(
         self, job_id: str, after: str, limit: int, status: ImageStatus | None = None
     ) -> list[str]:
-        sql = "SELECT DISTINCT url FROM images WHERE job_id = ? AND url > ?"
+        sql = f"SELECT DISTINCT url FROM images WHERE job_number = {JOB_NUMBER} AND url > ?"
         args: tuple[Any, ...] = (job_id, after)
         if status is not None:
             sql += " AND status = ?"

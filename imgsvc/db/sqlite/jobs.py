@@ -18,7 +18,7 @@ from ..columns import JOB_COLUMNS, TERMINAL
 from ..interface import KeyTaken
 from ..slices import Slicer
 from .base import Connections, update_counters
-from .rows import NOW, job_from, job_values, owned, stored
+from .rows import JOB_NUMBER, NOW, job_from, job_values, owned, stored
 
 
 class JobQueries(Connections):
@@ -52,12 +52,14 @@ class JobQueries(Connections):
         products = images = 0
         async with self._transaction() as db:
             # The key goes in with the job, so a key already taken fails here, before any
-            # of up to 100,000 products is inserted.
-            await db.execute(
-                f"INSERT INTO jobs ({JOB_COLUMNS}, owner, idempotency_key, upload_digest) "
-                f"VALUES ({', '.join('?' * len(values))})",
+            # of up to 100,000 products is inserted. One writer: the next number is free.
+            numbered = await db.execute_fetchall(
+                f"INSERT INTO jobs ({JOB_COLUMNS}, owner, idempotency_key, upload_digest, "
+                f"number) VALUES ({', '.join('?' * len(values))}, "
+                "(SELECT coalesce(max(number), 0) + 1 FROM jobs)) RETURNING number",
                 values,
             )
+            number: int = next(iter(numbered))[0]
             async for batch in batches:
                 # The rows are made in the writer's thread as executemany reads them.
                 await db.executemany(
@@ -68,11 +70,11 @@ class JobQueries(Connections):
                     ),
                 )
                 maybe_seen = await asyncio.to_thread(slicer.maybe_seen, batch)
-                stored = await _stored_slices(db, job.id, maybe_seen)
+                stored = await _stored_slices(db, number, maybe_seen)
                 await db.executemany(
-                    "INSERT INTO images (job_id, product_seq, position, url, slice) "
+                    "INSERT INTO images (job_number, product_seq, position, url, slice) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    slicer.image_rows(job.id, products, batch, maybe_seen, stored),
+                    slicer.image_rows(number, products, batch, maybe_seen, stored),
                 )
                 products += len(batch)
                 images += sum(len(p.urls) for p in batch)
@@ -203,7 +205,7 @@ class JobQueries(Connections):
                 "UPDATE images SET status = ?, output_name = NULL, error_code = NULL, "
                 "error_message = NULL, bytes_in = NULL, bytes_out = NULL, width = NULL, "
                 "height = NULL, kept_input = NULL, renditions = NULL "
-                "WHERE job_id = ? AND status = ?",
+                f"WHERE job_number = {JOB_NUMBER} AND status = ?",
                 (ImageStatus.PENDING, job_id, ImageStatus.FAILED),
             )
             count = cursor.rowcount
@@ -215,9 +217,9 @@ class JobQueries(Connections):
                     (JobStatus.PENDING, job_id),
                 )
                 await db.execute(
-                    "INSERT OR IGNORE INTO work (job_id, kind, slice) "
-                    "SELECT DISTINCT job_id, ?, slice FROM images WHERE job_id = ? AND status = ?",
-                    (WorkKind.SLICE, job_id, ImageStatus.PENDING),
+                    "INSERT OR IGNORE INTO work (job_id, kind, slice) SELECT DISTINCT ?, ?, "
+                    f"slice FROM images WHERE job_number = {JOB_NUMBER} AND status = ?",
+                    (job_id, WorkKind.SLICE, job_id, ImageStatus.PENDING),
                 )
         if count:
             self.work_written.set()
@@ -233,26 +235,30 @@ class JobQueries(Connections):
 
     async def delete_job(self, job_id: str, cutoff: datetime) -> bool:
         async with self._transaction() as db:
-            # products, images, work and the webhook outbox go with it: ON DELETE CASCADE
-            cursor = await db.execute(
-                f"DELETE FROM jobs WHERE id = ? AND completed_at < ? AND status IN {TERMINAL}",
+            # products, work and the webhook outbox go with it: ON DELETE CASCADE
+            deleted = await db.execute_fetchall(
+                f"DELETE FROM jobs WHERE id = ? AND completed_at < ? AND status IN {TERMINAL} "
+                "RETURNING number",
                 (job_id, stored(cutoff)),
             )
-            return cursor.rowcount == 1
+            for (number,) in deleted:
+                await db.execute("DELETE FROM images WHERE job_number = ?", (number,))
+            return bool(deleted)
 
     @asynccontextmanager
     async def retention_turn(self) -> AsyncIterator[bool]:
         yield True  # one process owns the file: its turn always
 
 
-async def _stored_slices(db: aiosqlite.Connection, job_id: str, urls: set[str]) -> dict[str, int]:
-    """The slices of those `urls` that the job already holds."""
+async def _stored_slices(db: aiosqlite.Connection, number: int, urls: set[str]) -> dict[str, int]:
+    """The slices of those `urls` that the job numbered `number` already holds."""
     if not urls:
         return {}
-    # Left to itself SQLite reads every image of the job through images_by_slice.
+    # One index search per URL, and one row: a URL repeated on every product would
+    # otherwise bring back each of its images stored so far, batch after batch.
     rows = await db.execute_fetchall(
-        "SELECT url, slice FROM images INDEXED BY images_by_url WHERE job_id = ? "
-        "AND url IN (SELECT value FROM json_each(?))",
-        (job_id, json.dumps(list(urls))),
+        "SELECT value, (SELECT slice FROM images INDEXED BY images_by_url "
+        "WHERE job_number = ? AND url = value LIMIT 1) FROM json_each(?)",
+        (number, json.dumps(list(urls))),
     )
-    return {str(row[0]): int(row[1]) for row in rows}
+    return {str(url): int(slice_no) for url, slice_no in rows if slice_no is not None}

@@ -30,6 +30,8 @@ from ..columns import read_renditions, stored_renditions
 # The database's clock in the stored form, and the same `?` seconds from now.
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 NOW_PLUS = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
+# The number by which a job's images name it, from the job's id `?`.
+JOB_NUMBER = "(SELECT number FROM jobs WHERE id = ?)"
 
 
 def seconds(count: float) -> str:
