@@ -41,12 +41,18 @@ _left_open: list[str] = []
 
 
 class CheckedLoop(asyncio.SelectorEventLoop):
-    """The tests' event loop: it notes every socket still open on it when it closes."""
+    """The tests' event loop: it notes every socket still open on it when it closes, and
+    closes it, so that the garbage collector does not find it again in a later test."""
 
     def close(self) -> None:
         # asyncio's own registry of the loop's socket transports, by file descriptor.
-        made: Mapping[int, asyncio.BaseTransport] = self._transports  # type: ignore[attr-defined]
-        _left_open.extend(describe(t) for t in made.values() if is_open(t))
+        made: Mapping[int, asyncio.Transport] = self._transports  # type: ignore[attr-defined]
+        left_open = [t for t in made.values() if is_open(t)]
+        if left_open and not self.is_closed():
+            _left_open.extend(describe(t) for t in left_open)
+            for transport in left_open:
+                transport.abort()
+            self.run_until_complete(asyncio.sleep(0))  # the turn in which the aborts finish
         super().close()
 
 
