@@ -57,15 +57,16 @@ class CheckedLoop(asyncio.SelectorEventLoop):
 
 
 def is_open(transport: asyncio.BaseTransport) -> bool:
-    return bool(transport.get_extra_info("socket").fileno() != -1)
+    """Not closed, or closed but not yet done with its socket: either way the garbage collector
+    would find it unclosed (one whose socket was closed under it, too)."""
+    return not transport.is_closing() or transport.get_extra_info("socket").fileno() != -1
 
 
 def describe(transport: asyncio.BaseTransport) -> str:
     """Where a transport's socket connects, and what speaks on it."""
-    sock = transport.get_extra_info("socket")
     protocol = type(transport.get_protocol())
     return (
-        f"{sock.getsockname()} -> {transport.get_extra_info('peername')}"
+        f"{transport.get_extra_info('sockname')} -> {transport.get_extra_info('peername')}"
         f" ({protocol.__module__}.{protocol.__qualname__})"
     )
 
