@@ -77,9 +77,14 @@ def no_socket_left_open() -> Iterator[None]:
     is found only when the garbage collector frees its transport: later, in whichever test
     is running then."""
     yield
-    left_open = list(_left_open)
+    assert not (left_open := sockets_left_open()), f"sockets left open: {left_open}"
+
+
+def sockets_left_open() -> list[str]:
+    """The sockets CheckedLoops found open when they closed, since the last call."""
+    found = list(_left_open)
     _left_open.clear()
-    assert not left_open, f"sockets left open when the event loop closed: {left_open}"
+    return found
 
 
 @pytest.fixture
