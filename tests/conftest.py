@@ -8,7 +8,7 @@ import io
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,9 +36,60 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+# What CheckedLoop found open when it closed, for `no_socket_left_open` to report.
+_left_open: list[str] = []
+
+
+class CheckedLoop(asyncio.SelectorEventLoop):
+    """The tests' event loop: it notes every socket still open on it when it closes, and
+    closes it, so that the garbage collector does not find it again in a later test."""
+
+    def close(self) -> None:
+        # asyncio's own registry of the loop's socket transports, by file descriptor.
+        made: Mapping[int, asyncio.Transport] = self._transports  # type: ignore[attr-defined]
+        left_open = [t for t in made.values() if is_open(t)]
+        if left_open and not self.is_closed():
+            _left_open.extend(describe(t) for t in left_open)
+            for transport in left_open:
+                transport.abort()
+            self.run_until_complete(asyncio.sleep(0))  # the turn in which the aborts finish
+        super().close()
+
+
+def is_open(transport: asyncio.BaseTransport) -> bool:
+    """Not closed, or closed but not yet done with its socket: either way the garbage collector
+    would find it unclosed (one whose socket was closed under it, too)."""
+    return not transport.is_closing() or transport.get_extra_info("socket").fileno() != -1
+
+
+def describe(transport: asyncio.BaseTransport) -> str:
+    """Where a transport's socket connects, and what speaks on it."""
+    protocol = type(transport.get_protocol())
+    return (
+        f"{transport.get_extra_info('sockname')} -> {transport.get_extra_info('peername')}"
+        f" ({protocol.__module__}.{protocol.__qualname__})"
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_socket_left_open() -> Iterator[None]:
+    """Fails a test whose event loop closes with a socket still open. Left alone, the socket
+    is found only when the garbage collector frees its transport: later, in whichever test
+    is running then."""
+    yield
+    assert not (left_open := sockets_left_open()), f"sockets left open: {left_open}"
+
+
+def sockets_left_open() -> list[str]:
+    """The sockets CheckedLoops found open when they closed, since the last call."""
+    found = list(_left_open)
+    _left_open.clear()
+    return found
+
+
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return "asyncio", {"loop_factory": CheckedLoop}
 
 
 def jpeg_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 80, 40)) -> bytes:

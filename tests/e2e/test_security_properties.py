@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 
 from imgsvc.pipeline import netguard
 
-from ..conftest import Service, jpeg_bytes, loopback_server, running_service, settings_for
+from ..conftest import (
+    CheckedLoop,
+    Service,
+    jpeg_bytes,
+    loopback_server,
+    running_service,
+    settings_for,
+    sockets_left_open,
+)
 from ..pipeline.test_security_ssrf import ScriptedDns
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -52,7 +60,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings_ = settings_for(tmp_path_factory.mktemp("properties"))
     with (
         pytest.MonkeyPatch.context() as patch,
-        start_blocking_portal("asyncio") as portal,
+        start_blocking_portal("asyncio", {"loop_factory": CheckedLoop}) as portal,
     ):
         # No generated URL may reach a real DNS server: every name fails to resolve.
         patch.setattr(netguard, "DefaultResolver", lambda: ScriptedDns({}))
@@ -61,6 +69,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             portal.wrap_async_context_manager(running_service(settings_)) as service,
         ):
             yield Live(portal, service, host)
+    assert not (left_open := sockets_left_open()), f"sockets left open: {left_open}"
 
 
 cells = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=24)
