@@ -23,6 +23,7 @@ class JobWatchers:
         self._db = db
         self._interval = interval
         self._watches: dict[str, _Watch] = {}
+        self._polls: set[asyncio.Task[None]] = set()  # replaced watches' too, until they end
 
     async def latest(self, job_id: str) -> tuple[Job, str | None] | None:
         """The job as last read for its watchers, with its owner (None once it is gone);
@@ -57,16 +58,19 @@ class JobWatchers:
             watch.watchers -= 1
 
     async def close(self) -> None:
-        tasks = [w.task for w in self._watches.values()]
-        for task in tasks:
+        for task in self._polls:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._polls, return_exceptions=True)
 
     def _watch(self, job_id: str) -> _Watch:
         watch = self._watches.get(job_id)
-        if watch is None:
+        # An ended watch reads no more, and the job may have been retried since: a new
+        # watcher gets a fresh read.
+        if watch is None or watch.ended:
             watch = self._watches[job_id] = _Watch()
-            watch.task = asyncio.create_task(self._poll(job_id, watch))
+            task = asyncio.create_task(self._poll(job_id, watch))
+            self._polls.add(task)
+            task.add_done_callback(self._polls.discard)
         return watch
 
     async def _poll(self, job_id: str, watch: _Watch) -> None:
@@ -80,7 +84,8 @@ class JobWatchers:
                 if not watch.watchers:
                     return
         finally:
-            del self._watches[job_id]
+            if self._watches.get(job_id) is watch:  # not replaced by a fresh one
+                del self._watches[job_id]
 
     async def _read(self, job_id: str, watch: _Watch) -> None:
         try:
@@ -103,7 +108,6 @@ class _Watch:
         self.reads = 0
         self.next_read = asyncio.Event()
         self.watchers = 0
-        self.task: asyncio.Task[None]
 
     @property
     def ended(self) -> bool:

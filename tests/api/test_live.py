@@ -29,6 +29,7 @@ from ..conftest import (
     running_service,
     settings_for,
 )
+from ..gated import gated_host
 
 pytestmark = pytest.mark.anyio
 
@@ -209,6 +210,31 @@ async def test_many_streams_on_one_job_cost_one_read_of_it_per_interval_in_each_
     # included, where each stream used to make its own reads and one more as it opened.
     per_process = WINDOW / 0.5
     assert processes * per_process / 2 <= during <= processes * (per_process + 2), during
+
+
+async def test_a_stream_opened_as_its_job_is_retried_follows_the_new_run(
+    service: Service,
+) -> None:
+    async with gated_host(open_gate=True) as host:
+        late = "/missing/late.jpg"
+        _, answer = await service.upload(
+            f"S. No.,Product Name,Input Image Urls\n1,A,{host.url(late)}\n"
+        )
+        job_id = answer["request_id"]
+        ended = await read_events(service, job_id)  # watched to its end
+        assert ended[-1][1]["progress"]["failed_images"] == 1
+        host.found.add(late)
+        host.gate.clear()  # the retried image stays in flight
+        status, _ = await service.post(f"/api/retry/{job_id}")
+        assert status == 202
+        # Opened at once, while the ended job's last read may still be at hand.
+        stream = asyncio.create_task(read_events(service, job_id))
+        await host.until_waiting(1)
+        assert not stream.done(), "the new stream ended with the run before the retry"
+        host.gate.set()
+        events = await stream
+    assert events[-1][0] == "done"
+    assert events[-1][1]["progress"]["succeeded_images"] == 1
 
 
 async def test_events_of_an_unknown_id_is_404(service: Service) -> None:
