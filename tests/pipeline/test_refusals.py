@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -39,6 +41,14 @@ def refused(n: int, port: int) -> str:
     )[n % 4]
 
 
+def failed_counts(exposition: bytes) -> Counter[str]:
+    """imgsvc_images_total of failed images in a /metrics body, by error code."""
+    found = re.findall(
+        r'^imgsvc_images_total\{code="(\w*)",status="failed"\} (\S+)$', exposition.decode(), re.M
+    )
+    return Counter({code: int(float(count)) for code, count in found})
+
+
 async def download_error(fetcher: Fetcher, url: str) -> tuple[str, str]:
     with pytest.raises(FetchError) as caught:
         await fetcher.fetch(url)
@@ -55,6 +65,7 @@ async def test_a_job_of_refused_urls_fails_each_image_as_its_download_would(
     data = ("S. No.,Product Name,Input Image Urls\n" + "\n".join(lines) + "\n").encode()
     settings = guarded_settings(tmp_path)
     async with running_service(settings) as service:
+        _, counted_before = await service.get("/metrics")
         status, answer = await service.post(
             "/api/upload", data=io.BytesIO(data), headers={"Content-Type": "text/csv"}
         )
@@ -64,7 +75,12 @@ async def test_a_job_of_refused_urls_fails_each_image_as_its_download_would(
         assert final["progress"]["failed_images"] == ROWS * (URLS_PER_ROW + 1)
         _, details = await service.get(f"/api/details/{answer['request_id']}?limit={ROWS}")
         _, results = await service.get(f"/api/download/{answer['request_id']}")
+        _, counted_after = await service.get("/metrics")
     assert listener.connections == 0
+    failed = failed_counts(counted_after)
+    failed.subtract(failed_counts(counted_before))
+    assert set(+failed) == {"blocked_address", "invalid_url"}
+    assert failed.total() == len(urls), "each refused URL counted once"
 
     limits = FetchLimits(max_bytes=1000, timeout=5, max_redirects=0, retries=0)
     fetcher = Fetcher(
