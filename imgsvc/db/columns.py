@@ -32,6 +32,19 @@ EARLIER_COLUMNS = (
 EARLIER_UPSERT = "ON CONFLICT (owner, options_key, url) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in ("job_id", *EARLIER_COLUMNS.split(", ")) if c != "url"
 )
+
+
+def remember_statement(job_owner: str, placeholder: str) -> str:
+    """The upsert that remembers one output for later jobs of a job's owner, in a backend's
+    placeholder style; `job_owner` is its sub-select of the owner by job id. Its parameters:
+    that job id, the options key, the job id again, then the EARLIER_COLUMNS."""
+    values = ", ".join([placeholder] * (2 + len(EARLIER_COLUMNS.split(", "))))
+    return (
+        f"INSERT INTO earlier_outputs (owner, options_key, job_id, {EARLIER_COLUMNS}) "
+        f"VALUES ({job_owner}, {values}) {EARLIER_UPSERT}"
+    )
+
+
 DELIVERY_COLUMNS = "id, job_id, url, payload, state, attempts, round_start, next_attempt_at"
 ATTEMPT_COLUMNS = "number, at, duration_ms, status_code, error_code, error_message"
 WORK_COLUMNS = "id, job_id, kind, slice"

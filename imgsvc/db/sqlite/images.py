@@ -7,12 +7,13 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from ...models import EarlierOutput, ImageRecord, ImageStatus, ProductRecord, WorkKind
-from ..columns import EARLIER_COLUMNS, EARLIER_UPSERT, IMAGE_COLUMNS
+from ..columns import EARLIER_COLUMNS, IMAGE_COLUMNS, remember_statement
 from .base import Connections, update_counters
 from .rows import JOB_NUMBER, NOW, earlier_from, earlier_values, image_from, renditions_value
 
 # The owner of a job's earlier outputs: '' stands for none (API keys off).
 JOB_OWNER = "(SELECT coalesce(owner, '') FROM jobs WHERE id = ?)"
+REMEMBER = remember_statement(JOB_OWNER, "?")
 
 
 class ImageQueries(Connections):
@@ -93,12 +94,7 @@ class ImageQueries(Connections):
             await update_counters(db, job_id, changed, reused, next(iter(ended))[0])
             remembered = [(job_id, options_key, job_id, *earlier_values(o)) for o in remember]
             if remembered:
-                await db.executemany(
-                    f"INSERT INTO earlier_outputs (owner, options_key, job_id, "
-                    f"{EARLIER_COLUMNS}) VALUES ({JOB_OWNER}, "
-                    f"{', '.join('?' * (len(remembered[0]) - 1))}) " + EARLIER_UPSERT,
-                    remembered,
-                )
+                await db.executemany(REMEMBER, remembered)
 
     async def earlier_outputs(
         self, job_id: str, options_key: str, urls: Collection[str]
