@@ -1,5 +1,5 @@
 """libjpeg-turbo without Pillow in between, for a JPEG that needs nothing but a new encoding
-(and maybe smaller renditions of itself, `resize`).
+(and maybe smaller renditions of itself, `resize_down`).
 
 Pillow keeps an RGB pixel in four bytes and libjpeg in three, so Pillow unpacks every
 pixel after decoding and packs it again before encoding. Decoding into an array that
@@ -22,6 +22,7 @@ The resizer has wheels for Linux x86_64 only; elsewhere such JPEGs go through Pi
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 
 import imagecodecs
 import numpy as np
@@ -33,7 +34,7 @@ try:
 except ImportError:  # no wheel for this platform: see the module's docstring
     cykooz_resizer = None
 
-__all__ = ["Pixels", "can_resize", "decode", "encode", "keep_freed_memory", "resize"]
+__all__ = ["Pixels", "can_resize", "decode", "encode", "keep_freed_memory", "resize_down"]
 
 Pixels = npt.NDArray[np.uint8]
 """Height x width x 3 RGB samples."""
@@ -69,18 +70,29 @@ def can_resize() -> bool:
     return cykooz_resizer is not None
 
 
-def resize(pixels: Pixels, size: tuple[int, int]) -> Pixels:
-    """`pixels` resampled to `size` (width, height) with Pillow's bicubic filter; releases
-    the GIL. Only when `can_resize()`."""
+def resize_down(pixels: Pixels, sizes: Sequence[tuple[int, int]]) -> list[Pixels]:
+    """`pixels` resampled to each of `sizes` (width, height; largest first), each from the
+    one before, with Pillow's bicubic filter; releases the GIL. Only when `can_resize()`.
+
+    The resizer reads and writes only its own buffers, and each copy in or out of them
+    costs a third of a resampling: `pixels` go in once, each size comes out once, and the
+    next size is made from the buffer the last one was written to.
+    """
     assert cykooz_resizer is not None
     height, width = pixels.shape[:2]
     rgb = cykooz_resizer.PixelType.U8x3
     source = cykooz_resizer.ImageData(width, height, rgb, pixels.tobytes())
-    target = cykooz_resizer.ImageData(*size, rgb)
     bicubic = cykooz_resizer.ResizeAlg.convolution(cykooz_resizer.FilterType.catmull_rom)
+    options = cykooz_resizer.ResizeOptions(bicubic)
     # A resizer keeps scratch buffers and refuses a second thread; a new one costs 1 us.
-    cykooz_resizer.Resizer().resize(source, target, cykooz_resizer.ResizeOptions(bicubic))
-    resized: Pixels = np.frombuffer(target.get_buffer(), np.uint8).reshape(size[1], size[0], 3)
+    resizer = cykooz_resizer.Resizer()
+    resized: list[Pixels] = []
+    for size in sizes:
+        target = cykooz_resizer.ImageData(*size, rgb)
+        resizer.resize(source, target, options)
+        buffer = target.get_buffer()
+        resized.append(np.frombuffer(buffer, np.uint8).reshape(size[1], size[0], 3))
+        source = target
     return resized
 
 

@@ -1123,8 +1123,7 @@ def test_sizes_of_a_jpeg_that_needs_only_encoding_skip_pillow(tmp_path: Path, mo
     assert (tmp_path / "out-2.img").read_bytes() == main  # never enlarged: the same file
     pixels = jpeg.decode(data)
     assert pixels is not None
-    larger = jpeg.resize(pixels, (100, 75))
-    smaller = jpeg.resize(larger, (64, 48))  # each from the one before
+    larger, smaller = jpeg.resize_down(pixels, [(100, 75), (64, 48)])  # each from the one before
     for n, resized in ((1, larger), (3, smaller)):
         assert (tmp_path / f"out-{n}.img").read_bytes() == jpeg.encode(resized, 50)
         # Pillow's bicubic filter, to within rounding.
