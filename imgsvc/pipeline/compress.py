@@ -246,10 +246,10 @@ def _resized(
 ) -> dict[tuple[int, int], P]:
     """`picture` at each target size, by `resize_down` from the largest to the smallest,
     each made from the one before: fewer pixels to read for each smaller one."""
-    smaller = [size for size in sorted(set(targets), reverse=True) if size != _size(picture)]
-    made = dict(zip(smaller, resize_down(picture, smaller), strict=True))
-    if _size(picture) in targets:
-        made[_size(picture)] = picture
+    made = {_size(picture): picture} if _size(picture) in targets else {}
+    smaller = [size for size in sorted(set(targets), reverse=True) if size not in made]
+    if smaller:  # resize_down copies the picture in before it looks at the sizes
+        made.update(zip(smaller, resize_down(picture, smaller), strict=True))
     return made
 
 
