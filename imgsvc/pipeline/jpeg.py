@@ -98,11 +98,13 @@ def resize_down(pixels: Pixels, sizes: Sequence[tuple[int, int]]) -> list[Pixels
     # A resizer keeps scratch buffers and refuses a second thread; a new one costs 1 us.
     resizer = cykooz_resizer.Resizer()
     resized: list[Pixels] = []
+    source = _as_image(pixels)
     for width, height in sizes:
-        target: Pixels = np.empty((height, width, _RGBX), np.uint8)
-        resizer.resize_pil(_as_image(pixels), _as_image(target), options)
-        resized.append(target)
-        pixels = target
+        pixels = np.empty((height, width, _RGBX), np.uint8)
+        target = _as_image(pixels)
+        resizer.resize_pil(source, target, options)
+        resized.append(pixels)
+        source = target
     return resized
 
 
