@@ -166,6 +166,9 @@ class Fetcher:
     async def _turn(self, url: URL, held: Held, clock: asyncio.Timeout) -> AsyncIterator[None]:
         """Wait, untimed, for a turn of `url`'s host, a download slot and room for a body
         like the last ones; hold the turn and the slot while inside."""
+        # Whoever waits for a host holds no bytes (a redirect's first hop reserved some):
+        # the holders of that host's turns may be waiting for them.
+        held.release()
         async with AsyncExitStack() as stack:
             with _untimed(clock):
                 try:
@@ -173,7 +176,7 @@ class Fetcher:
                 except HostPaused as exc:
                     raise FetchError("http_error", str(exc)) from None
                 await stack.enter_async_context(self._slots)
-                await held.fit(max(held.size, round(self._budget.estimate)))
+                await held.fit(round(self._budget.estimate))
             metrics.DOWNLOADS_IN_FLIGHT.inc()
             stack.callback(metrics.DOWNLOADS_IN_FLIGHT.dec)
             yield
