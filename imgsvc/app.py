@@ -142,7 +142,6 @@ def _pipeline(
         storage=storage,
         fetcher=fetcher,
         pool=pool,
-        tasks_per_slice=settings.fetch_concurrency,
         max_pixels=settings.max_image_pixels,
     )
 

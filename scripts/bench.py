@@ -22,6 +22,8 @@ Every section prints into one table:
 - latency: images/s with the image hosts 50 ms to 1 s away, one host, ten or forty, as a
   share of the same job from loopback, or of the per-host limit's cap where that is lower
   (bench_latency.py).
+- fair: a slice whose images mostly come from one far host: how soon the other host's
+  images arrive (bench_fair.py).
 - watchers: a job watched by 300 event streams and 20 pollers against the same job
   unwatched, and 1,000 status polls a second (bench_watchers.py).
 - connects: status latency before, while and after 300 event streams connect to a running
@@ -52,6 +54,7 @@ from imgsvc.pipeline.compress import EncodeOptions, compress, keep_memory_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_connects import connects
+from bench_fair import fair
 from bench_growth import growth
 from bench_latency import latency
 from bench_processes import processes
@@ -148,6 +151,7 @@ SECTIONS: dict[str, Section] = {
     "largest": largest,
     "processes": processes,
     "latency": latency,
+    "fair": fair,
     "watchers": watchers,
     "connects": connects,
 }

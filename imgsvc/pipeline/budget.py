@@ -15,6 +15,7 @@ outgrew the running estimate (about half of them) would wait for every one of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from types import TracebackType
 
@@ -63,8 +64,9 @@ class ByteBudget:
         try:
             await entry[1]
         except asyncio.CancelledError:
-            if entry[1].cancelled():
-                waiting.remove(entry)
+            if entry[1].cancelled():  # still waiting, unless _wake passed over it since
+                with contextlib.suppress(ValueError):
+                    waiting.remove(entry)
             else:  # granted, then cancelled before it could be used
                 self.used -= size
             self._wake()
@@ -76,10 +78,14 @@ class ByteBudget:
 
     def _wake(self) -> None:
         for waiting in (self._answered, self._requests):
-            while waiting and self.used + waiting[0][0] <= self.limit:
+            while waiting and (
+                waiting[0][1].cancelled() or self.used + waiting[0][0] <= self.limit
+            ):
                 size, future = waiting.popleft()
-                self.used += size
-                future.set_result(None)
+                # A cancelled waiter whose task has not run since is passed over.
+                if not future.cancelled():
+                    self.used += size
+                    future.set_result(None)
             if waiting:  # nobody passes the first who waits for room
                 break
         metrics.FETCH_BYTES_IN_FLIGHT.set(self.used)

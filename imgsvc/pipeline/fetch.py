@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
@@ -94,17 +94,23 @@ class Fetcher:
         return self._budget.hold()
 
     async def fetch(
-        self, url: str, known: Validators = UNKNOWN, held: Held | None = None
+        self,
+        url: str,
+        known: Validators = UNKNOWN,
+        held: Held | None = None,
+        started: Callable[[], None] = lambda: None,
     ) -> Download:
         """The body of `url`, or FetchError saying why not. With `known` validators the
         request is conditional, and an unchanged image comes without a body. The body's
-        bytes stay counted in `held` (by default only while it downloads)."""
+        bytes stay counted in `held` (by default only while it downloads). `started` is
+        called as each request goes out, once it has its host's turn, a download slot
+        and bytes: until the first, the image only waits."""
         if held is None:
             async with self.hold() as own:
-                return await self.fetch(url, known, own)
+                return await self.fetch(url, known, own, started)
         try:
             async with asyncio.timeout(self._limits.timeout) as clock:
-                return await self._with_retries(_parse_url(url), known, held, clock)
+                return await self._with_retries(_parse_url(url), known, held, clock, started)
         except TimeoutError:
             held.release()
             raise FetchError(
@@ -112,11 +118,16 @@ class Fetcher:
             ) from None
 
     async def _with_retries(
-        self, url: URL, known: Validators, held: Held, clock: asyncio.Timeout
+        self,
+        url: URL,
+        known: Validators,
+        held: Held,
+        clock: asyncio.Timeout,
+        started: Callable[[], None],
     ) -> Download:
         for attempt in range(self._limits.retries + 1):
             try:
-                return await self._follow(url, known, held, clock)
+                return await self._follow(url, known, held, clock, started)
             except FetchError as exc:
                 held.release()
                 if not exc.transient or attempt == self._limits.retries:
@@ -126,12 +137,19 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     async def _follow(
-        self, url: URL, known: Validators, held: Held, clock: asyncio.Timeout
+        self,
+        url: URL,
+        known: Validators,
+        held: Held,
+        clock: asyncio.Timeout,
+        started: Callable[[], None],
     ) -> Download:
         headers = _conditions(known)
         for _ in range(self._limits.max_redirects + 1):
             _check_url(url)
-            answer = await self._hop(url, headers, known, held, clock)
+            async with self._turn(url, held, clock):
+                started()
+                answer = await self._hop(url, headers, known, held, clock)
             if isinstance(answer, Download):
                 return answer
             url = answer
@@ -145,27 +163,27 @@ class Fetcher:
         held: Held,
         clock: asyncio.Timeout,
     ) -> Download | URL:
-        """One request, in a turn of its host: what it got, or where it redirects to."""
-        async with self._turn(url, held, clock):
-            try:
-                async with self._session.get(
-                    url, allow_redirects=False, headers=headers
-                ) as response:
-                    if response.status in REDIRECTS and "Location" in response.headers:
-                        return url.join(_parse_url(response.headers["Location"]))
-                    if headers and response.status == NOT_MODIFIED:
-                        await held.fit(0, answered=True)  # no body
-                        return Download(None, _validators(response) or known)
-                    self._check_status(url, response)
-                    body = await self._read(response, held, clock)
-                    return Download(body, _validators(response) or UNKNOWN)
-            except aiohttp.ClientError as exc:
-                raise _client_error(exc) from exc
+        """One request, sent in a turn of its host: what it got, or where it redirects to."""
+        try:
+            async with self._session.get(url, allow_redirects=False, headers=headers) as response:
+                if response.status in REDIRECTS and "Location" in response.headers:
+                    return url.join(_parse_url(response.headers["Location"]))
+                if headers and response.status == NOT_MODIFIED:
+                    await held.fit(0, answered=True)  # no body
+                    return Download(None, _validators(response) or known)
+                self._check_status(url, response)
+                body = await self._read(response, held, clock)
+                return Download(body, _validators(response) or UNKNOWN)
+        except aiohttp.ClientError as exc:
+            raise _client_error(exc) from exc
 
     @asynccontextmanager
     async def _turn(self, url: URL, held: Held, clock: asyncio.Timeout) -> AsyncIterator[None]:
         """Wait, untimed, for a turn of `url`'s host, a download slot and room for a body
         like the last ones; hold the turn and the slot while inside."""
+        # Whoever waits for a host holds no bytes (a redirect's first hop reserved some):
+        # the holders of that host's turns may be waiting for them.
+        held.release()
         async with AsyncExitStack() as stack:
             with _untimed(clock):
                 try:
@@ -173,7 +191,7 @@ class Fetcher:
                 except HostPaused as exc:
                     raise FetchError("http_error", str(exc)) from None
                 await stack.enter_async_context(self._slots)
-                await held.fit(max(held.size, round(self._budget.estimate)))
+                await held.fit(round(self._budget.estimate))
             metrics.DOWNLOADS_IN_FLIGHT.inc()
             stack.callback(metrics.DOWNLOADS_IN_FLIGHT.dec)
             yield

@@ -7,7 +7,6 @@ with others in batches.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import time
 from collections.abc import Sequence
@@ -40,12 +39,13 @@ class Pipeline:
     storage: Storage
     fetcher: Fetcher
     pool: ThreadPoolExecutor  # Pillow and file writes; its size bounds the CPU work
-    tasks_per_slice: int  # images of one slice in flight at most (bytes permitting)
     max_pixels: int
 
 
 class SliceRun:
-    """One slice of a job: its pending URLs, with a fixed number of tasks."""
+    """One slice of a job: a task for each of its pending URLs, which waits for its host's
+    turn inside the fetcher, where a busy or paused host holds back no other host's URLs;
+    the fetcher bounds the downloads, the byte budget the bodies held."""
 
     def __init__(self, pipeline: Pipeline, job: Job, slice_no: int) -> None:
         self._p = pipeline
@@ -58,25 +58,20 @@ class SliceRun:
             progressive=job.options.progressive,
         )
         self._key = job.options.output_key()
-        # Each URL with what an earlier job made from it, if that may be reused.
-        self._urls: asyncio.Queue[tuple[str, EarlierOutput | None] | None] = asyncio.Queue(
-            maxsize=pipeline.tasks_per_slice
-        )
         self._recorder = Recorder(pipeline.db, job.id, self._key)
         self._refusals = Refusals(pipeline.fetcher.policy)
         self._feeder: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Task[None]] = {}  # by URL, before its first request
         self.stopped = False
         self.in_flight: set[str] = set()  # URLs being downloaded or compressed right now
 
     async def process(self) -> None:
         """Produce the slice's pending URLs; every outcome is committed before returning."""
-        takers = self._p.tasks_per_slice
         ticker = asyncio.create_task(self._recorder.tick())
         try:
             async with asyncio.TaskGroup() as group:
-                self._feeder = group.create_task(self._feed(takers))
-                for _ in range(takers):
-                    group.create_task(self._take())
+                if not self.stopped:
+                    self._feeder = group.create_task(self._feed(group))
         except ExceptionGroup as errors:
             raise errors.exceptions[0] from None
         finally:
@@ -85,16 +80,16 @@ class SliceRun:
             await asyncio.shield(self._recorder.flush())
 
     def stop(self) -> None:
-        """Hand out no more URLs; the images in flight finish."""
+        """Start no more downloads; the images in flight finish."""
         self.stopped = True
         if self._feeder is not None:
             self._feeder.cancel()
-        with contextlib.suppress(asyncio.QueueFull):
-            while True:  # wakes every task waiting for a URL; they all stop
-                self._urls.put_nowait(None)
+        for task in self._waiting.values():
+            task.cancel()
 
-    async def _feed(self, takers: int) -> None:
-        # Outcomes are committed as the slice goes, so a page after `after` is stable.
+    async def _feed(self, group: asyncio.TaskGroup) -> None:
+        # Outcomes are committed as the slice goes, so a page after `after` is stable. A
+        # slice has no more URLs than a page (SLICE_SIZE): this is a task for each.
         after = ""
         while urls := await self._p.db.slice_urls(self._job.id, self._slice, after, PAGE_SIZE):
             after = urls[-1]
@@ -103,9 +98,7 @@ class SliceRun:
             if self._job.options.reuse and kept:
                 earlier = await self._p.db.earlier_outputs(self._job.id, self._key, kept)
             for url in kept:
-                await self._urls.put((url, earlier.get(url)))
-        for _ in range(takers):
-            await self._urls.put(None)
+                self._waiting[url] = group.create_task(self._take(url, earlier.get(url)))
 
     async def _refuse(self, urls: list[str]) -> list[str]:
         """Fail at once, in one batch, the URLs refused before any download (an invalid
@@ -125,18 +118,21 @@ class SliceRun:
         await self._recorder.add_all([Produced(record) for record in refused])
         return kept
 
-    async def _take(self) -> None:
-        while (taken := await self._urls.get()) is not None and not self.stopped:
-            url, earlier = taken
+    async def _take(self, url: str, earlier: EarlierOutput | None) -> None:
+        try:
+            # The body stays counted in the byte budget until it is compressed.
+            async with self._p.fetcher.hold() as held:
+                produced = await self._produce(url, earlier, held)
+        finally:
+            self._waiting.pop(url, None)
+            self.in_flight.discard(url)
+        metrics.record_image(produced.record)
+        await self._recorder.add(produced)
+
+    def _started(self, url: str) -> None:
+        """`url`'s request went out: it is in flight, and is let finish by a stop."""
+        if self._waiting.pop(url, None) is not None:
             self.in_flight.add(url)
-            try:
-                # The body stays counted in the byte budget until it is compressed.
-                async with self._p.fetcher.hold() as held:
-                    produced = await self._produce(url, earlier, held)
-            finally:
-                self.in_flight.discard(url)
-            metrics.record_image(produced.record)
-            await self._recorder.add(produced)
 
     async def _produce(self, url: str, earlier: EarlierOutput | None, held: Held) -> Produced:
         name = image_name(self._job.id, url, self._options.format.extension)
@@ -160,7 +156,7 @@ class SliceRun:
 
     async def _fetch(self, url: str, known: Validators, held: Held) -> Download:
         with metrics.FETCH_SECONDS.time():
-            return await self._p.fetcher.fetch(url, known, held)
+            return await self._p.fetcher.fetch(url, known, held, partial(self._started, url))
 
     async def _reuse(
         self, earlier: EarlierOutput, name: str, validators: Validators

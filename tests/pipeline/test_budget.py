@@ -75,3 +75,20 @@ async def test_a_body_on_its_way_gets_room_before_requests_not_yet_sent() -> Non
     answered.release()
     await sending
     assert budget.used == 5
+
+
+async def test_a_waiter_cancelled_as_room_frees_takes_none_of_it() -> None:
+    budget = ByteBudget(10, 10)
+    holding, dropped, next_one = budget.hold(), budget.hold(), budget.hold()
+    await holding.fit(10)
+    waiting = asyncio.create_task(dropped.fit(4))
+    await asyncio.sleep(0)
+    # A slice stopped: its image waiting for room is cancelled, and in the same step an
+    # image of another slice is compressed and gives its bytes back.
+    waiting.cancel()
+    holding.release()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert budget.used == 0
+    await next_one.fit(10)
+    assert budget.used == 10

@@ -4,6 +4,7 @@ refused addresses are checked end to end, through the service, in test_security_
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 
@@ -145,3 +146,23 @@ async def test_a_304_nobody_asked_for_is_an_http_error(fetcher: Fetcher, host: I
 
     error = await failure(fetcher, host.route("/odd.jpg", not_modified))
     assert error.code == "http_error"
+
+
+async def test_a_redirect_waits_for_its_next_turn_holding_no_bytes(host: ImageHost) -> None:
+    body = jpeg_bytes(10, 10)
+
+    async def moved(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": "/moved.jpg"})
+
+    # Room for one body, one connection: while the redirected image waits for the host,
+    # the image holding the host's turn needs the room that image would otherwise hold.
+    fetcher = Fetcher(POLICY, LIMITS, concurrency=10, per_host=1, bytes_in_flight=LIMITS.max_bytes)
+    host.add("/moved.jpg", body)
+    try:
+        async with asyncio.timeout(5):
+            got = await asyncio.gather(
+                fetcher.fetch(host.route("/a.jpg", moved)), fetcher.fetch(host.add("/b.jpg", body))
+            )
+    finally:
+        await fetcher.close()
+    assert [download.body for download in got] == [body, body]

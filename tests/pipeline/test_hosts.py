@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,8 +13,16 @@ import pytest
 from aiohttp import web
 
 from imgsvc.pipeline.hosts import LONGEST_PAUSE
+from imgsvc.pipeline.queue import RENEW_INTERVAL
 
-from ..conftest import ImageHost, jpeg_bytes, loopback_server, running_service, settings_for
+from ..conftest import (
+    Handler,
+    ImageHost,
+    jpeg_bytes,
+    loopback_server,
+    running_service,
+    settings_for,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -30,6 +39,15 @@ async def other_host() -> AsyncIterator[ImageHost]:
 def products(*urls: str) -> str:
     rows = (f"{n},SKU{n},{url}" for n, url in enumerate(urls, start=1))
     return "S. No.,Product Name,Input Image Urls\n" + "\n".join(rows) + "\n"
+
+
+def in_url_order(*hosts: ImageHost) -> list[ImageHost]:
+    """The hosts as a slice hands out their URLs: in URL order, so by host."""
+    return sorted(hosts, key=lambda host: host.url("/"))
+
+
+def image(request: web.Request) -> web.Response:
+    return web.Response(body=BODY, content_type="image/jpeg")
 
 
 async def test_a_host_never_sees_more_connections_than_the_limit(
@@ -114,3 +132,130 @@ async def test_a_pause_longer_than_an_image_waits_fails_the_hosts_images(
     errors = [i["error"] for p in details["products"] for i in p["images"] if i["error"]]
     assert {e["code"] for e in errors} == {"http_error"}
     assert all("asked for no requests until" in e["message"] for e in errors)
+
+
+async def test_a_paused_host_with_most_of_a_slice_does_not_hold_back_the_others(
+    tmp_path: Path, image_host: ImageHost, other_host: ImageHost
+) -> None:
+    first, then = in_url_order(image_host, other_host)
+    paused_at: list[float] = []
+    first_arrivals: list[float] = []
+    then_arrivals: list[float] = []
+
+    async def limited(request: web.Request) -> web.Response:
+        if not paused_at:
+            paused_at.append(time.monotonic())
+            return web.Response(status=429, headers={"Retry-After": "2"})
+        first_arrivals.append(time.monotonic())
+        return image(request)
+
+    async def free(request: web.Request) -> web.Response:
+        then_arrivals.append(time.monotonic())
+        return image(request)
+
+    # The paused host's URLs come first in the slice, three times as many as the downloads
+    # allowed at once.
+    paced = [first.route(f"/limited/{n}.jpg", limited) for n in range(24)]
+    others = [then.route(f"/free/{n}.jpg", free) for n in range(10)]
+    settings = settings_for(tmp_path, fetch_concurrency=8, fetch_per_host=1)
+    async with running_service(settings) as service:
+        _, answer = await service.upload(products(*paced, *others))
+        final = await service.wait(answer["request_id"])
+    assert final["progress"]["succeeded_images"] == 34
+    resume = paused_at[0] + 2
+    assert len(then_arrivals) == 10
+    assert max(then_arrivals) < resume  # the other host went on meanwhile
+    assert len(first_arrivals) == 24
+    assert min(first_arrivals) >= resume
+
+
+async def test_a_slow_host_with_most_of_a_slice_does_not_hold_back_the_others(
+    tmp_path: Path, image_host: ImageHost, other_host: ImageHost
+) -> None:
+    first, then = in_url_order(image_host, other_host)
+    first_arrivals: list[float] = []
+    then_arrivals: list[float] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)
+        first_arrivals.append(time.monotonic())
+        return image(request)
+
+    async def quick(request: web.Request) -> web.Response:
+        then_arrivals.append(time.monotonic())
+        return image(request)
+
+    slow_urls = [first.route(f"/slow/{n}.jpg", slow) for n in range(20)]
+    quick_urls = [then.route(f"/quick/{n}.jpg", quick) for n in range(10)]
+    settings = settings_for(tmp_path, fetch_concurrency=8, fetch_per_host=2)
+    async with running_service(settings) as service:
+        _, answer = await service.upload(products(*slow_urls, *quick_urls))
+        final = await service.wait(answer["request_id"])
+    assert final["progress"]["succeeded_images"] == 30
+    # The slow host serves two images each 0.2 s, so 2 s in all; the quick one is done
+    # before the slow one is halfway.
+    assert len(then_arrivals) == 10
+    assert max(then_arrivals) < sorted(first_arrivals)[10]
+
+
+async def test_downloads_in_flight_never_exceed_the_limit_across_hosts(
+    tmp_path: Path, image_host: ImageHost, other_host: ImageHost
+) -> None:
+    answering: Counter[str] = Counter()  # requests being answered, by host
+    most_in_all = most_on_one = 0
+
+    def counting(host: ImageHost) -> Handler:
+        name = host.url("/")
+
+        async def answer(request: web.Request) -> web.Response:
+            nonlocal most_in_all, most_on_one
+            answering[name] += 1
+            most_in_all = max(most_in_all, answering.total())
+            most_on_one = max(most_on_one, answering[name])
+            await asyncio.sleep(0.03)
+            answering[name] -= 1
+            return image(request)
+
+        return answer
+
+    urls = [
+        host.route(f"/counted/{n}.jpg", counting(host))
+        for host in (image_host, other_host)
+        for n in range(16)
+    ]
+    # Two hosts of three connections each could take six; four are allowed in all.
+    settings = settings_for(tmp_path, fetch_concurrency=4, fetch_per_host=3)
+    async with running_service(settings) as service:
+        _, answer = await service.upload(products(*urls))
+        final = await service.wait(answer["request_id"])
+    assert final["progress"]["succeeded_images"] == 32
+    assert most_in_all == 4
+    assert most_on_one == 3
+
+
+async def test_an_image_waiting_for_its_host_shows_as_pending_not_processing(
+    tmp_path: Path, image_host: ImageHost
+) -> None:
+    release = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await release.wait()
+        return image(request)
+
+    urls = [image_host.route(f"/held/{n}.jpg", held) for n in range(2)]
+    async with running_service(settings_for(tmp_path, fetch_per_host=1)) as service:
+        _, answer = await service.upload(products(*urls))
+        path = f"/api/details/{answer['request_id']}"
+
+        async def statuses() -> list[str]:
+            _, details = await service.get(path)
+            return sorted(i["status"] for p in details["products"] for i in p["images"])
+
+        async with asyncio.timeout(10):
+            while "processing" not in await statuses():
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(2 * RENEW_INTERVAL)  # what is in flight is stored at each renewal
+        assert await statuses() == ["pending", "processing"]  # one connection, one download
+        release.set()
+        final = await service.wait(answer["request_id"])
+    assert final["progress"]["succeeded_images"] == 2
