@@ -248,7 +248,7 @@ def _resized(
     each made from the one before: fewer pixels to read for each smaller one."""
     made = {_size(picture): picture} if _size(picture) in targets else {}
     smaller = [size for size in sorted(set(targets), reverse=True) if size not in made]
-    if smaller:  # resize_down copies the picture in before it looks at the sizes
+    if smaller:  # none for one output
         made.update(zip(smaller, resize_down(picture, smaller), strict=True))
     return made
 
