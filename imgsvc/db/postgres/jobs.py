@@ -62,10 +62,7 @@ class JobQueries(Connections):
         return job_from(rows[0]) if rows else None
 
     async def get_job_and_owner(self, job_id: str) -> tuple[Job, str | None] | None:
-        rows = await self._rows(f"SELECT {JOB_COLUMNS}, owner FROM jobs WHERE id = %s", (job_id,))
-        if not rows:
-            return None
-        return job_from(rows[0][:-1]), rows[0][-1]
+        return await self._job_and("owner", "id", job_id)
 
     async def list_jobs(
         self, offset: int, limit: int, *, owner: str | None = None
@@ -84,8 +81,12 @@ class JobQueries(Connections):
         return {str(status): int(count) for status, count in rows}
 
     async def job_by_idempotency_key(self, key: str) -> tuple[Job, str] | None:
+        return await self._job_and("upload_digest", "idempotency_key", key)
+
+    async def _job_and(self, column: str, key: str, value: str) -> tuple[Job, Any] | None:
+        """The job whose `key` column is `value`, with its `column`."""
         rows = await self._rows(
-            f"SELECT {JOB_COLUMNS}, upload_digest FROM jobs WHERE idempotency_key = %s", (key,)
+            f"SELECT {JOB_COLUMNS}, {column} FROM jobs WHERE {key} = %s", (value,)
         )
         if not rows:
             return None

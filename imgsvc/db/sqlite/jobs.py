@@ -97,13 +97,7 @@ class JobQueries(Connections):
         return job_from(next(iter(rows))) if rows else None
 
     async def get_job_and_owner(self, job_id: str) -> tuple[Job, str | None] | None:
-        rows = await self._reader.execute_fetchall(
-            f"SELECT {JOB_COLUMNS}, owner FROM jobs WHERE id = ?", (job_id,)
-        )
-        if not rows:
-            return None
-        row = next(iter(rows))
-        return job_from(row[:-1]), row[-1]
+        return await self._job_and("owner", "id", job_id)
 
     async def list_jobs(
         self, offset: int, limit: int, *, owner: str | None = None
@@ -165,8 +159,12 @@ class JobQueries(Connections):
         return True
 
     async def job_by_idempotency_key(self, key: str) -> tuple[Job, str] | None:
+        return await self._job_and("upload_digest", "idempotency_key", key)
+
+    async def _job_and(self, column: str, key: str, value: str) -> tuple[Job, Any] | None:
+        """The job whose `key` column is `value`, with its `column`."""
         rows = await self._reader.execute_fetchall(
-            f"SELECT {JOB_COLUMNS}, upload_digest FROM jobs WHERE idempotency_key = ?", (key,)
+            f"SELECT {JOB_COLUMNS}, {column} FROM jobs WHERE {key} = ?", (value,)
         )
         if not rows:
             return None
